@@ -1,0 +1,19 @@
+// Differentiable activations (PyTorch definitions: hardswish x*relu6(x+3)/6, hardsigmoid
+// relu6(x+3)/6, gelu exact erf form unless approximate_tanh).
+#pragma once
+#include "core/tensor.h"
+
+namespace qslim {
+
+Tensor relu(const Tensor& x);
+Tensor& relu_(Tensor& x);  // in place, tracked
+Tensor relu6(const Tensor& x);
+Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
+Tensor sigmoid(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor hardswish(const Tensor& x);
+Tensor hardsigmoid(const Tensor& x);
+Tensor silu(const Tensor& x);
+Tensor gelu(const Tensor& x, bool approximate_tanh = false);
+
+}  // namespace qslim

@@ -1,0 +1,168 @@
+#include "core/kernels.h"
+
+#include <cmath>
+
+#include "core/cpu/elementwise.h"
+
+namespace qslim::kernels {
+
+#define QSLIM_BINARY_KERNEL(fname, expr)                                                        \
+  Tensor fname(const Tensor& a, const Tensor& b) {                                              \
+    Tensor out;                                                                                 \
+    QSLIM_DISPATCH_ALL(a.dtype(), #fname, [&] {                                                 \
+      out = cpu::binary_map<scalar_t>(a, b, #fname, [](scalar_t x, scalar_t y) { return expr; }); \
+    });                                                                                         \
+    return out;                                                                                 \
+  }
+
+QSLIM_BINARY_KERNEL(add, x + y)
+QSLIM_BINARY_KERNEL(sub, x - y)
+QSLIM_BINARY_KERNEL(mul, x * y)
+QSLIM_BINARY_KERNEL(div, x / y)
+#undef QSLIM_BINARY_KERNEL
+
+Tensor add_scalar(const Tensor& a, double s) {
+  Tensor out;
+  QSLIM_DISPATCH_ALL(a.dtype(), "add_scalar", [&] {
+    scalar_t v = static_cast<scalar_t>(s);
+    out = cpu::unary_map<scalar_t>(a, [v](scalar_t x) { return static_cast<scalar_t>(x + v); });
+  });
+  return out;
+}
+
+Tensor mul_scalar(const Tensor& a, double s) {
+  Tensor out;
+  QSLIM_DISPATCH_ALL(a.dtype(), "mul_scalar", [&] {
+    scalar_t v = static_cast<scalar_t>(s);
+    out = cpu::unary_map<scalar_t>(a, [v](scalar_t x) { return static_cast<scalar_t>(x * v); });
+  });
+  return out;
+}
+
+void add_inplace(const Tensor& a, const Tensor& b) {
+  QSLIM_DISPATCH_ALL(a.dtype(), "add_", [&] {
+    cpu::binary_inplace<scalar_t>(a, b, "add_", [](scalar_t x, scalar_t y) { return static_cast<scalar_t>(x + y); });
+  });
+}
+
+void axpy_inplace(const Tensor& a, double alpha, const Tensor& b) {
+  QSLIM_DISPATCH_FLOAT(a.dtype(), "axpy_", [&] {
+    scalar_t al = static_cast<scalar_t>(alpha);
+    cpu::binary_inplace<scalar_t>(a, b, "axpy_", [al](scalar_t x, scalar_t y) { return x + al * y; });
+  });
+}
+
+void mul_inplace(const Tensor& a, const Tensor& b) {
+  QSLIM_DISPATCH_ALL(a.dtype(), "mul_", [&] {
+    cpu::binary_inplace<scalar_t>(a, b, "mul_", [](scalar_t x, scalar_t y) { return static_cast<scalar_t>(x * y); });
+  });
+}
+
+void scale_inplace(const Tensor& a, double s) {
+  QSLIM_DISPATCH_ALL(a.dtype(), "scale_", [&] {
+    scalar_t v = static_cast<scalar_t>(s);
+    Tensor sc = Tensor::empty({}, a.dtype());
+    *sc.data<scalar_t>() = v;
+    cpu::binary_inplace<scalar_t>(a, sc, "scale_", [](scalar_t x, scalar_t y) { return static_cast<scalar_t>(x * y); });
+  });
+}
+
+namespace {
+// Reduces a contiguous tensor viewed as [outer, mid, inner] over `mid`.
+template <typename T>
+void reduce_mid(const T* in, T* out, int64_t outer, int64_t mid, int64_t inner) {
+  parallel_for(outer, std::max<int64_t>(1, cpu::kElementwiseGrain / std::max<int64_t>(1, mid * inner)),
+               [&](int64_t b, int64_t e) {
+                 for (int64_t o = b; o < e; ++o) {
+                   T* dst = out + o * inner;
+                   const T* src = in + o * mid * inner;
+                   if (inner == 1) {
+                     T acc = 0;
+                     for (int64_t m = 0; m < mid; ++m) acc += src[m];
+                     dst[0] = acc;
+                   } else {
+                     for (int64_t i = 0; i < inner; ++i) dst[i] = src[i];
+                     for (int64_t m = 1; m < mid; ++m)
+                       for (int64_t i = 0; i < inner; ++i) dst[i] += src[m * inner + i];
+                   }
+                 }
+               });
+}
+}  // namespace
+
+Tensor sum(const Tensor& t, const std::vector<int64_t>& dims_in, bool keepdim) {
+  const int64_t nd = t.dim();
+  std::vector<bool> reduce(nd, dims_in.empty());
+  for (int64_t d : dims_in) reduce[wrap_dim(d, nd, "sum")] = true;
+  Tensor cur = t.contiguous();
+  Shape shape = cur.shape();
+  // Reduce one dim at a time, from the last, merging runs of reduced dims.
+  for (int64_t d = nd - 1; d >= 0; --d) {
+    if (!reduce[d]) continue;
+    int64_t d0 = d;
+    while (d0 > 0 && reduce[d0 - 1]) --d0;
+    int64_t outer = 1, mid = 1, inner = 1;
+    for (int64_t i = 0; i < d0; ++i) outer *= shape[i];
+    for (int64_t i = d0; i <= d; ++i) mid *= shape[i];
+    for (int64_t i = d + 1; i < nd; ++i) inner *= shape[i];
+    Shape next = shape;
+    for (int64_t i = d0; i <= d; ++i) next[i] = 1;
+    Tensor out = Tensor::empty(next, t.dtype());
+    QSLIM_DISPATCH_ALL(t.dtype(), "sum", [&] {
+      if (mid == 0) {
+        out.fill_(0);
+      } else {
+        reduce_mid<scalar_t>(cur.data<scalar_t>(), out.data<scalar_t>(), outer, mid, inner);
+      }
+    });
+    cur = out;
+    shape = next;
+    d = d0;
+  }
+  if (!keepdim) {
+    Shape squeezed;
+    for (int64_t i = 0; i < nd; ++i)
+      if (!reduce[i]) squeezed.push_back(shape[i]);
+    cur = make_view(cur, squeezed, contiguous_strides(squeezed), 0);
+  }
+  return cur;
+}
+
+Tensor sum_to(const Tensor& t, const Shape& shape) {
+  if (t.shape() == shape) return t;
+  const int64_t lead = t.dim() - static_cast<int64_t>(shape.size());
+  QSLIM_CHECK(lead >= 0, "sum_to: cannot reduce shape ", shape_str(t.shape()), " to ", shape_str(shape));
+  std::vector<int64_t> dims;
+  for (int64_t i = 0; i < t.dim(); ++i)
+    if (i < lead || (shape[i - lead] == 1 && t.shape()[i] != 1)) dims.push_back(i);
+  Tensor r = dims.empty() ? t : sum(t, dims, true);
+  return make_view(r.contiguous(), shape, contiguous_strides(shape), 0);
+}
+
+double sum_all(const Tensor& t) {
+  double acc = 0;
+  Tensor c = t.contiguous();
+  QSLIM_DISPATCH_ALL(t.dtype(), "sum_all", [&] {
+    const scalar_t* p = c.data<scalar_t>();
+    for (int64_t i = 0, n = c.numel(); i < n; ++i) acc += static_cast<double>(p[i]);
+  });
+  return acc;
+}
+
+double dot(const Tensor& a, const Tensor& b) {
+  QSLIM_CHECK(a.shape() == b.shape(), "dot: shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " differ");
+  return sum_all(mul(a, b.to(a.dtype())));
+}
+
+bool all_finite(const Tensor& t) {
+  if (!t.is_floating_point()) return true;
+  bool ok = true;
+  Tensor c = t.contiguous();
+  QSLIM_DISPATCH_FLOAT(t.dtype(), "all_finite", [&] {
+    const scalar_t* p = c.data<scalar_t>();
+    for (int64_t i = 0, n = c.numel(); i < n && ok; ++i) ok = std::isfinite(p[i]);
+  });
+  return ok;
+}
+
+}  // namespace qslim::kernels
