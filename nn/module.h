@@ -53,7 +53,7 @@ class Module : public std::enable_shared_from_this<Module> {
   NamedTensors named_parameters(bool recurse = true) const;
   std::vector<Tensor> parameters(bool recurse = true) const;
   NamedTensors named_buffers(bool recurse = true) const;
-  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const { return children_; }
+  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const { return children_; }
   // Self first (name = prefix), then all descendants in registration order, with dotted names.
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules(const std::string& prefix = "");
   std::shared_ptr<Module> get_submodule(const std::string& dotted);   // "" is this module

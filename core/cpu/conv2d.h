@@ -1,0 +1,44 @@
+// 2-D convolution kernels, NCHW, weight [out, in/groups, kh, kw]. Regular convs use im2col + GEMM
+// (1x1 stride-1 unpadded convs skip im2col: the input plane already is the column matrix);
+// depthwise convs (groups == in == out channels) use direct vectorised loops.
+// Threading: batch chunks in parallel with single-threaded GEMMs, or one threaded GEMM per image
+// when the batch is too small to split evenly; never both.
+#pragma once
+#include <array>
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace qslim::cpu {
+
+struct Conv2dGeometry {
+  int64_t batch = 0, in_channels = 0, in_h = 0, in_w = 0;
+  int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;
+  int64_t out_h = 0, out_w = 0;
+
+  bool depthwise() const { return groups > 1 && groups == in_channels && groups == out_channels; }
+  bool pointwise() const {
+    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0;
+  }
+};
+
+// Validates an input [N, C, H, W] against a weight [O, C/groups, kh, kw] and the arguments, and
+// computes the output size. Errors name "conv2d" and the offending shapes.
+Conv2dGeometry conv2d_geometry(const Shape& input, const Shape& weight, std::array<int64_t, 2> stride,
+                               std::array<int64_t, 2> padding, std::array<int64_t, 2> dilation, int64_t groups);
+
+// y [N, O, OH, OW] = conv(x, weight) + bias; bias [O] may be undefined. All operands share one
+// floating dtype; non-contiguous operands are copied.
+Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dGeometry& g);
+
+// Gradients of the requested operands (the others stay undefined). x is needed only for the weight
+// gradient and weight only for the input gradient; either may be undefined when not needed.
+struct Conv2dGrads {
+  Tensor input, weight, bias;  // undefined unless requested
+};
+Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Conv2dGeometry& g,
+                            bool need_input, bool need_weight, bool need_bias);
+
+}  // namespace qslim::cpu

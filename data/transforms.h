@@ -1,0 +1,63 @@
+// Batch transforms for f32 images [B, C, H, W] (a single image [C, H, W] also works). Random ones
+// draw from the Generator they are given, sample by sample in batch order, so a seeded generator
+// reproduces the augmentation exactly. Transforms write into `batch` when the output has its shape
+// (the DataLoader hands them its own buffers); pass a clone to keep an input.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "core/random.h"
+#include "core/tensor.h"
+
+namespace qslim::data {
+
+class Transform {
+ public:
+  virtual ~Transform() = default;
+  virtual Tensor operator()(const Tensor& batch, Generator& gen) const = 0;
+};
+
+using TransformPtr = std::shared_ptr<const Transform>;
+
+// x = (x - mean[c]) / std[c]; one value each applies to every channel.
+class Normalize : public Transform {
+ public:
+  Normalize(std::vector<float> mean, std::vector<float> std);
+  Tensor operator()(const Tensor& batch, Generator& gen) const override;
+
+ private:
+  std::vector<float> mean_, std_;
+};
+
+// Pads each image by `padding` zeros on every side, then crops a height x width window at a uniformly
+// drawn position (torchvision's RandomCrop with padding and fill 0).
+class RandomCrop : public Transform {
+ public:
+  explicit RandomCrop(int64_t size, int64_t padding = 0) : RandomCrop(size, size, padding) {}
+  RandomCrop(int64_t height, int64_t width, int64_t padding);
+  Tensor operator()(const Tensor& batch, Generator& gen) const override;
+
+ private:
+  int64_t height_, width_, padding_;
+};
+
+// Mirrors each image left-right with probability p.
+class RandomHorizontalFlip : public Transform {
+ public:
+  explicit RandomHorizontalFlip(double p = 0.5);
+  Tensor operator()(const Tensor& batch, Generator& gen) const override;
+
+ private:
+  double p_;
+};
+
+class Compose : public Transform {
+ public:
+  explicit Compose(std::vector<TransformPtr> transforms);
+  Tensor operator()(const Tensor& batch, Generator& gen) const override;
+
+ private:
+  std::vector<TransformPtr> transforms_;
+};
+
+}  // namespace qslim::data

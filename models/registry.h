@@ -1,0 +1,39 @@
+// Builds zoo models by name with arguments: "lenet", "lenet:in_channels=3,num_classes=100".
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/module.h"
+
+namespace qslim::models {
+
+// Parsed "name:key=value,key=value". Accessors consume keys; finish() rejects leftovers.
+class ModelArgs {
+ public:
+  static ModelArgs parse(const std::string& spec);
+  const std::string& name() const { return name_; }
+  int64_t get_int(const std::string& key, int64_t def);
+  double get_double(const std::string& key, double def);
+  // Throws naming any key that no accessor consumed, with the allowed keys.
+  void finish(const std::vector<std::string>& allowed) const;
+
+ private:
+  std::string name_;
+  std::map<std::string, std::string> values_;
+  std::map<std::string, bool> used_;
+};
+
+struct ModelInfo {
+  std::string name;
+  std::string description;
+  std::function<nn::ModulePtr(ModelArgs&)> build;
+};
+
+// Defaults: in_channels=1, num_classes=10, image_size=28 (Fashion-MNIST).
+nn::ModulePtr create_model(const std::string& spec);
+const std::vector<ModelInfo>& model_registry();
+
+}  // namespace qslim::models

@@ -1,0 +1,85 @@
+#include "nn/optim/clip_grad.h"
+
+#include <cmath>
+#include <mutex>
+
+#include "autograd/grad_mode.h"
+#include "core/parallel.h"
+
+namespace qslim::optim {
+
+namespace {
+
+constexpr int64_t kGrain = 1 << 16;
+
+// Sum of |x|^p over the tensor (p = inf: max |x|), accumulated in double.
+template <typename T>
+double norm_part(const T* x, int64_t n, double p) {
+  std::mutex mu;
+  double total = 0.0;
+  const bool inf = std::isinf(p), two = p == 2.0, one = p == 1.0;
+  parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
+    double acc = 0.0;
+    if (inf) {
+      for (int64_t i = b; i < e; ++i) {
+        const double a = std::abs(static_cast<double>(x[i]));
+        acc = (a > acc || std::isnan(a)) ? a : acc;
+      }
+    } else if (two) {
+      for (int64_t i = b; i < e; ++i) acc += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+    } else if (one) {
+      for (int64_t i = b; i < e; ++i) acc += std::abs(static_cast<double>(x[i]));
+    } else {
+      for (int64_t i = b; i < e; ++i) acc += std::pow(std::abs(static_cast<double>(x[i])), p);
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    total = inf ? ((acc > total || std::isnan(acc)) ? acc : total) : total + acc;
+  });
+  return total;
+}
+
+template <typename T>
+void scale(T* x, int64_t n, double coef) {
+  const T c = static_cast<T>(coef);
+  parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) x[i] *= c;
+  });
+}
+
+}  // namespace
+
+double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, double norm_type, bool error_if_nonfinite) {
+  QSLIM_CHECK(norm_type >= 1.0, "clip_grad_norm_: norm_type must be >= 1 or infinity, got ", norm_type);
+  QSLIM_CHECK(max_norm >= 0.0, "clip_grad_norm_: max_norm must be >= 0, got ", max_norm);
+  NoGradGuard no_grad;
+  std::vector<Tensor> grads;
+  for (size_t i = 0; i < params.size(); ++i) {
+    QSLIM_CHECK(params[i].defined(), "clip_grad_norm_: parameter ", i, " is undefined");
+    Tensor g = params[i].grad();
+    if (!g.defined()) continue;
+    QSLIM_CHECK(g.is_contiguous(), "clip_grad_norm_: gradient of parameter ", i, " (shape ", shape_str(g.shape()),
+                ") is not contiguous");
+    grads.push_back(g);
+  }
+  const bool inf = std::isinf(norm_type);
+  double acc = 0.0;
+  for (const Tensor& g : grads) {
+    double part = 0.0;
+    QSLIM_DISPATCH_FLOAT(g.dtype(), "clip_grad_norm_",
+                         [&] { part = norm_part<scalar_t>(g.data<scalar_t>(), g.numel(), norm_type); });
+    acc = inf ? ((part > acc || std::isnan(part)) ? part : acc) : acc + part;
+  }
+  const double total = inf ? acc : (norm_type == 2.0 ? std::sqrt(acc) : std::pow(acc, 1.0 / norm_type));
+  QSLIM_CHECK(!error_if_nonfinite || std::isfinite(total), "clip_grad_norm_: the total norm of order ", norm_type,
+              " of ", grads.size(), " gradients is non-finite (", total, ")");
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1.0) {
+    for (const Tensor& g : grads) {
+      QSLIM_DISPATCH_FLOAT(g.dtype(), "clip_grad_norm_", [&] { scale<scalar_t>(g.data<scalar_t>(), g.numel(), coef); });
+      g.bump_version();
+    }
+  }
+  return total;
+}
+
+}  // namespace qslim::optim
