@@ -9,12 +9,6 @@ namespace qslim {
 
 namespace {
 
-// Same data viewed with a new shape, untracked (Tensor::reshape cannot yet view a 0-d tensor as [1]).
-Tensor reshaped(const Tensor& t, const Shape& s) {
-  Tensor c = t.contiguous();
-  return make_view(c, s, contiguous_strides(s), c.offset());
-}
-
 void check_index_dtype(const Tensor& index, const char* op) {
   QSLIM_CHECK(index.dtype() == DType::I64, op, ": index must be i64, got ", dtype_name(index.dtype()), " of shape ",
               shape_str(index.shape()));
@@ -33,8 +27,8 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   detached.reserve(xs.size());
   for (size_t i = 0; i < xs.size(); ++i) {
     const Tensor& x = xs[i];
-    QSLIM_CHECK(x.dtype() == ref.dtype(), "cat: tensor ", i, " has dtype ", dtype_name(x.dtype()),
-                " but tensor 0 has ", dtype_name(ref.dtype()));
+    QSLIM_CHECK(x.dtype() == ref.dtype(), "cat: tensor ", i, " has dtype ", dtype_name(x.dtype()), " but tensor 0 has ",
+                dtype_name(ref.dtype()));
     bool same = x.dim() == ref.dim();
     for (int64_t d = 0; same && d < ref.dim(); ++d) same = d == dim || x.size(d) == ref.size(d);
     QSLIM_CHECK(same, "cat: tensor ", i, " of shape ", shape_str(x.shape()), " does not match tensor 0 of shape ",
@@ -102,8 +96,8 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   QSLIM_CHECK(index.dim() == x.dim(), "gather: index ", shape_str(index.shape()), " must have the same rank as input ",
               shape_str(x.shape()));
   const bool scalar = x.dim() == 0;
-  Tensor xv = scalar ? reshaped(x.detach(), {1}) : x.detach();
-  Tensor iv = scalar ? reshaped(index, {1}) : index;
+  Tensor xv = scalar ? x.detach().reshape({1}) : x.detach();
+  Tensor iv = scalar ? index.reshape({1}) : index;
   dim = wrap_dim(dim, xv.dim(), "gather");
   for (int64_t d = 0; d < xv.dim(); ++d)
     QSLIM_CHECK(d == dim || iv.size(d) <= xv.size(d), "gather: index ", shape_str(index.shape()),
@@ -118,8 +112,8 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
       if (!g[0].defined()) return {Tensor()};
       Tensor idx = si.get("gather");
       Tensor gx = zeros(in_shape, dt);
-      cpu::scatter_add_dim(gx, dim, idx, reshaped(g[0], idx.shape()));
-      return {reshaped(gx, x_shape)};
+      cpu::scatter_add_dim(gx, dim, idx, g[0].reshape(idx.shape()));
+      return {gx.reshape(x_shape)};
     });
   }
   return out;

@@ -11,12 +11,6 @@ namespace qslim {
 
 namespace {
 
-// Same data viewed with a new shape, untracked (Tensor::reshape cannot yet view a 0-d tensor as [1]).
-Tensor reshaped(const Tensor& t, const Shape& s) {
-  Tensor c = t.contiguous();
-  return make_view(c, s, contiguous_strides(s), c.offset());
-}
-
 // Checks logits/log-probs [N, C] against i64 targets [N] with values in [0, C).
 void check_class_targets(const Tensor& input, const Tensor& target, const char* op) {
   QSLIM_CHECK(input.is_floating_point(), op, ": input must be f32 or f64, got ", dtype_name(input.dtype()),
@@ -37,9 +31,7 @@ void check_class_targets(const Tensor& input, const Tensor& target, const char* 
 // Unbatched form: input [C] with a scalar target is treated as a batch of one.
 bool unbatched(const Tensor& input, const Tensor& target) { return input.dim() == 1 && target.dim() == 0; }
 
-double reduction_scale(Reduction r, int64_t n) {
-  return r == Reduction::Mean ? 1.0 / static_cast<double>(n) : 1.0;
-}
+double reduction_scale(Reduction r, int64_t n) { return r == Reduction::Mean ? 1.0 / static_cast<double>(n) : 1.0; }
 
 // Reduces per-element losses; Mean over zero elements is NaN, as in PyTorch.
 Tensor reduce_losses(const Tensor& losses, Reduction r) {
@@ -52,12 +44,12 @@ Tensor reduce_losses(const Tensor& losses, Reduction r) {
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing, Reduction reduction) {
   if (unbatched(logits, target)) {
-    Tensor out = cross_entropy(logits.unsqueeze(0), reshaped(target, {1}), label_smoothing, reduction);
+    Tensor out = cross_entropy(logits.unsqueeze(0), target.reshape({1}), label_smoothing, reduction);
     return reduction == Reduction::None ? out.reshape({}) : out;
   }
   check_class_targets(logits, target, "cross_entropy");
-  QSLIM_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0, "cross_entropy: label_smoothing must be in [0, 1], got ",
-              label_smoothing);
+  QSLIM_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0,
+              "cross_entropy: label_smoothing must be in [0, 1], got ", label_smoothing);
   const bool grad = needs_grad({&logits});
   cpu::CrossEntropyForward f = cpu::cross_entropy_forward(logits.detach(), target, label_smoothing, grad);
   Tensor out = reduce_losses(f.losses, reduction);
@@ -76,7 +68,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_sm
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction) {
   if (unbatched(log_probs, target)) {
-    Tensor out = nll_loss(log_probs.unsqueeze(0), reshaped(target, {1}), reduction);
+    Tensor out = nll_loss(log_probs.unsqueeze(0), target.reshape({1}), reduction);
     return reduction == Reduction::None ? out.reshape({}) : out;
   }
   check_class_targets(log_probs, target, "nll_loss");

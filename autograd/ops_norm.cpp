@@ -203,17 +203,17 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
       QSLIM_CHECK(t->dtype() == x_in.dtype(), "batch_norm: input is ", dtype_name(x_in.dtype()), " but a parameter is ",
                   dtype_name(t->dtype()));
   const bool batch_stats = training || !running_mean.defined();
-  if (!batch_stats) {
-    mean = channel_values(running_mean, C, "running_mean");
-    var = channel_values(running_var, C, "running_var");
-  } else {
-    QSLIM_CHECK(g.count() > 1 || !training, "batch_norm: expected more than 1 value per channel when training, got input ",
-                shape_str(x_in.shape()));
+  std::vector<double> rm, rv;
+  if (running_mean.defined()) {
+    rm = channel_values(running_mean, C, "running_mean");
+    rv = channel_values(running_var, C, "running_var");
+    if (!batch_stats) {
+      mean = rm;
+      var = rv;
+    }
   }
-  if (batch_stats && running_mean.defined()) {  // validated here; read back when updating
-    channel_values(running_mean, C, "running_mean");
-    channel_values(running_var, C, "running_var");
-  }
+  QSLIM_CHECK(!training || g.count() > 1, "batch_norm: expected more than 1 value per channel when training, got input ",
+              shape_str(x_in.shape()));
 
   Tensor x = x_in.contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype());
@@ -223,7 +223,6 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
 
   if (training && running_mean.defined()) {
     // PyTorch: running = (1 - momentum) * running + momentum * batch, with the unbiased variance.
-    std::vector<double> rm = running_mean.to_vector<double>(), rv = running_var.to_vector<double>();
     const double M = static_cast<double>(g.count());
     for (int64_t c = 0; c < C; ++c) {
       rm[c] = (1.0 - momentum) * rm[c] + momentum * mean[c];
@@ -236,18 +235,20 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
 
   if (needs_grad({&x_in, &weight, &bias})) {
     SavedTensor sx(x), sw(weight);
-    const bool has_w = weight.defined(), has_b = bias.defined();
+    const bool has_w = weight.defined(), has_b = bias.defined(), want_dx = x_in.requires_grad();
     const DType wdt = has_w ? weight.dtype() : x.dtype();
     record(y, {x_in, weight, bias}, "batch_norm",
-           [sx, sw, g, batch_stats, mean, invstd, has_w, has_b, wdt](const std::vector<Tensor>& grads) -> std::vector<Tensor> {
+           [sx, sw, g, batch_stats, mean, invstd, has_w, has_b, want_dx,
+            wdt](const std::vector<Tensor>& grads) -> std::vector<Tensor> {
              Tensor xs = sx.get("batch_norm");
              std::vector<double> wv;
              if (has_w) wv = sw.get("batch_norm").to_vector<double>();
              Tensor gy = grads[0].contiguous();
-             Tensor dx = Tensor::empty(xs.shape(), xs.dtype());
+             Tensor dx = want_dx ? Tensor::empty(xs.shape(), xs.dtype()) : Tensor();
              std::vector<double> sum_g(g.C, 0.0), sum_gxhat(g.C, 0.0);
              QSLIM_DISPATCH_FLOAT(xs.dtype(), "batch_norm backward", [&] {
-               bn_backward<scalar_t>(gy, xs, g, batch_stats, mean, invstd, wv, &dx, sum_g, sum_gxhat);
+               bn_backward<scalar_t>(gy, xs, g, batch_stats, mean, invstd, wv, want_dx ? &dx : nullptr, sum_g,
+                                     sum_gxhat);
              });
              return {dx, has_w ? channel_tensor(sum_gxhat, wdt) : Tensor(), has_b ? channel_tensor(sum_g, wdt) : Tensor()};
            });

@@ -12,54 +12,46 @@ namespace qslim {
 
 namespace {
 
-// Same data viewed with a new shape, untracked (Tensor::reshape cannot yet view a 0-d tensor as [1]).
-Tensor reshaped(const Tensor& t, const Shape& s) {
-  Tensor c = t.contiguous();
-  return make_view(c, s, contiguous_strides(s), c.offset());
-}
-
 // Which dims a reduction covers: all when `dims` is empty; a repeated dim is an error (as in PyTorch).
 struct ReducePlan {
-  std::vector<int64_t> dims;  // sorted, wrapped
-  Shape keep_shape;           // the input shape with reduced dims set to 1
-  int64_t count = 1;          // elements reduced into each output element
+  std::vector<bool> reduce;  // one flag per input dim
+  Shape keep_shape;          // the input shape with reduced dims set to 1
+  Shape out_shape;           // keep_shape without the reduced dims
+  int64_t count = 1;         // elements reduced into each output element
 };
 
 ReducePlan plan_reduce(const Tensor& x, const std::vector<int64_t>& dims, const char* op) {
   const int64_t nd = x.dim();
-  std::vector<bool> reduce(nd, dims.empty());
+  ReducePlan p;
+  p.reduce.assign(nd, dims.empty());
   for (int64_t d : dims) {
     int64_t w = wrap_dim(d, nd, op);
     if (nd == 0) continue;  // dim 0 / -1 of a scalar reduces nothing
-    QSLIM_CHECK(!reduce[w] || dims.empty(), op, ": dim ", d, " appears more than once in the list of dims");
-    reduce[w] = true;
+    QSLIM_CHECK(!p.reduce[w], op, ": dim ", d, " appears more than once in the list of dims");
+    p.reduce[w] = true;
   }
-  ReducePlan p;
   p.keep_shape = x.shape();
-  for (int64_t i = 0; i < nd; ++i)
-    if (reduce[i]) {
-      p.dims.push_back(i);
+  for (int64_t i = 0; i < nd; ++i) {
+    if (p.reduce[i]) {
       p.count *= x.size(i);
       p.keep_shape[i] = 1;
+    } else {
+      p.out_shape.push_back(x.size(i));
     }
+  }
   return p;
 }
 
-// kernels::sum may hand back its input when nothing is reduced; an op output needs its own impl.
-Tensor fresh(const Tensor& out, const Tensor& in) {
-  return out.is_same(in) ? make_view(out, out.shape(), out.strides(), out.offset()) : out;
-}
-
+// Sum of (detached) x as planned, in the keepdim or the squeezed shape; always a new tensor.
 Tensor sum_planned(const Tensor& x, const ReducePlan& p, bool keepdim) {
-  // An empty dim list would mean "all" to kernels::sum; a scalar reduces to itself.
-  if (p.dims.empty()) return x.contiguous().clone().detach();
-  return fresh(kernels::sum(x, p.dims, keepdim), x);
+  Tensor out = cpu::sum_dims(x, p.reduce);
+  return keepdim ? out : out.reshape(p.out_shape);
 }
 
 // The output gradient broadcast back to the input shape, as a new contiguous tensor scaled by `scale`.
 Tensor expand_grad(const Tensor& g, const ReducePlan& p, const Shape& in_shape, double scale) {
   Tensor gx = Tensor::empty(in_shape, g.dtype());
-  gx.copy_(reshaped(g, p.keep_shape));
+  gx.copy_(g.reshape(p.keep_shape));
   if (scale != 1.0) kernels::scale_inplace(gx, scale);
   return gx;
 }
@@ -67,7 +59,7 @@ Tensor expand_grad(const Tensor& g, const ReducePlan& p, const Shape& in_shape, 
 std::pair<Tensor, Tensor> minmax(const Tensor& x, int64_t dim, bool keepdim, bool is_max) {
   const char* op = is_max ? "max" : "min";
   const bool scalar = x.dim() == 0;
-  Tensor xv = scalar ? reshaped(x.detach(), {1}) : x.detach();
+  Tensor xv = scalar ? x.detach().reshape({1}) : x.detach();
   dim = wrap_dim(dim, xv.dim(), op);
   Tensor values, indices;
   cpu::minmax_dim(xv, dim, is_max, &values, indices);
@@ -84,12 +76,12 @@ std::pair<Tensor, Tensor> minmax(const Tensor& x, int64_t dim, bool keepdim, boo
     DType dt = x.dtype();
     SavedTensor si(keep_idx);  // the returned indices alias it
     record(values, {x}, op, [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-             if (!g[0].defined()) return {Tensor()};
-             Tensor idx = si.get(op);
-             Tensor gx = zeros(in_shape, dt);
-             cpu::scatter_add_dim(gx, dim, idx, reshaped(g[0], idx.shape()));
-             return {reshaped(gx, x_shape)};
-           });
+      if (!g[0].defined()) return {Tensor()};
+      Tensor idx = si.get(op);
+      Tensor gx = zeros(in_shape, dt);
+      cpu::scatter_add_dim(gx, dim, idx, g[0].reshape(idx.shape()));
+      return {gx.reshape(x_shape)};
+    });
   }
   return {values, indices};
 }
@@ -131,7 +123,7 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
   QSLIM_CHECK(x.is_floating_point(), op, ": expected a floating tensor (f32 or f64), got ", dtype_name(x.dtype()),
               " of shape ", shape_str(x.shape()));
   const bool scalar = x.dim() == 0;
-  Tensor xv = scalar ? reshaped(x.detach(), {1}) : x.detach();
+  Tensor xv = scalar ? x.detach().reshape({1}) : x.detach();
   dim = wrap_dim(dim, xv.dim(), op);
   Tensor out = cpu::softmax_forward(xv, dim, log);
   if (scalar) out = out.reshape({});
@@ -141,8 +133,8 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
     record(out, {x}, op, [so, dim, log, op, vshape](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       if (!g[0].defined()) return {Tensor()};
       Tensor y = so.get(op);
-      Tensor gx = cpu::softmax_backward(reshaped(g[0], vshape), reshaped(y, vshape), dim, log);
-      return {reshaped(gx, y.shape())};
+      Tensor gx = cpu::softmax_backward(g[0].reshape(vshape), y.reshape(vshape), dim, log);
+      return {gx.reshape(y.shape())};
     });
   }
   return out;
@@ -152,7 +144,9 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   ReducePlan p = plan_reduce(x, dims, "sum");
-  Tensor out = sum_planned(x.detach(), p, keepdim);
+  // Integer sums accumulate and return i64, as in PyTorch (a u8 mask of 300 ones sums to 300, not 44).
+  Tensor xd = x.is_floating_point() ? x.detach() : x.detach().to(DType::I64);
+  Tensor out = sum_planned(xd, p, keepdim);
   if (needs_grad({&x})) {
     Shape in_shape = x.shape();
     record(out, {x}, "sum", [p, in_shape](const std::vector<Tensor>& g) -> std::vector<Tensor> {
@@ -198,7 +192,7 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& dims, bool unbiased, boo
     record(out, {x}, "var", [p, sc, denom](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       if (!g[0].defined()) return {Tensor()};
       Tensor c = sc.get("var");
-      Tensor gx = kernels::mul(c, reshaped(g[0], p.keep_shape));
+      Tensor gx = kernels::mul(c, g[0].reshape(p.keep_shape));
       kernels::scale_inplace(gx, 2.0 / denom);
       return {gx};
     });
@@ -213,7 +207,7 @@ Tensor min(const Tensor& x) { return minmax_all(x, false); }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   const bool scalar = x.dim() == 0;
-  Tensor xv = scalar ? reshaped(x.detach(), {1}) : x.detach();
+  Tensor xv = scalar ? x.detach().reshape({1}) : x.detach();
   dim = wrap_dim(dim, xv.dim(), "argmax");
   Tensor indices;
   cpu::minmax_dim(xv, dim, true, nullptr, indices);

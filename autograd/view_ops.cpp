@@ -34,7 +34,7 @@ Shape infer_shape(const Shape& requested, int64_t numel, const char* op, const S
 // Strides for viewing (shape, strides) as `target` without copying, if possible.
 bool view_strides(const Shape& shape, const Shape& strides, const Shape& target, Shape& out) {
   out.assign(target.size(), 0);
-  if (numel_of(shape) == 0) {
+  if (numel_of(shape) == 0 || shape.empty()) {
     out = contiguous_strides(target);
     return true;
   }

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/cpu/elementwise.h"
+#include "core/cpu/reduce_kernels.h"
 
 namespace qslim::kernels {
 
@@ -67,65 +68,16 @@ void scale_inplace(const Tensor& a, double s) {
   });
 }
 
-namespace {
-// Reduces a contiguous tensor viewed as [outer, mid, inner] over `mid`.
-template <typename T>
-void reduce_mid(const T* in, T* out, int64_t outer, int64_t mid, int64_t inner) {
-  parallel_for(outer, std::max<int64_t>(1, cpu::kElementwiseGrain / std::max<int64_t>(1, mid * inner)),
-               [&](int64_t b, int64_t e) {
-                 for (int64_t o = b; o < e; ++o) {
-                   T* dst = out + o * inner;
-                   const T* src = in + o * mid * inner;
-                   if (inner == 1) {
-                     T acc = 0;
-                     for (int64_t m = 0; m < mid; ++m) acc += src[m];
-                     dst[0] = acc;
-                   } else {
-                     for (int64_t i = 0; i < inner; ++i) dst[i] = src[i];
-                     for (int64_t m = 1; m < mid; ++m)
-                       for (int64_t i = 0; i < inner; ++i) dst[i] += src[m * inner + i];
-                   }
-                 }
-               });
-}
-}  // namespace
-
-Tensor sum(const Tensor& t, const std::vector<int64_t>& dims_in, bool keepdim) {
+Tensor sum(const Tensor& t, const std::vector<int64_t>& dims, bool keepdim) {
   const int64_t nd = t.dim();
-  std::vector<bool> reduce(nd, dims_in.empty());
-  for (int64_t d : dims_in) reduce[wrap_dim(d, nd, "sum")] = true;
-  Tensor cur = t.contiguous();
-  Shape shape = cur.shape();
-  // Reduce one dim at a time, from the last, merging runs of reduced dims.
-  for (int64_t d = nd - 1; d >= 0; --d) {
-    if (!reduce[d]) continue;
-    int64_t d0 = d;
-    while (d0 > 0 && reduce[d0 - 1]) --d0;
-    int64_t outer = 1, mid = 1, inner = 1;
-    for (int64_t i = 0; i < d0; ++i) outer *= shape[i];
-    for (int64_t i = d0; i <= d; ++i) mid *= shape[i];
-    for (int64_t i = d + 1; i < nd; ++i) inner *= shape[i];
-    Shape next = shape;
-    for (int64_t i = d0; i <= d; ++i) next[i] = 1;
-    Tensor out = Tensor::empty(next, t.dtype());
-    QSLIM_DISPATCH_ALL(t.dtype(), "sum", [&] {
-      if (mid == 0) {
-        out.fill_(0);
-      } else {
-        reduce_mid<scalar_t>(cur.data<scalar_t>(), out.data<scalar_t>(), outer, mid, inner);
-      }
-    });
-    cur = out;
-    shape = next;
-    d = d0;
-  }
-  if (!keepdim) {
-    Shape squeezed;
-    for (int64_t i = 0; i < nd; ++i)
-      if (!reduce[i]) squeezed.push_back(shape[i]);
-    cur = make_view(cur, squeezed, contiguous_strides(squeezed), 0);
-  }
-  return cur;
+  std::vector<bool> reduce(nd, dims.empty());
+  for (int64_t d : dims) reduce[wrap_dim(d, nd, "sum")] = true;
+  Tensor out = cpu::sum_dims(t, reduce);
+  if (keepdim) return out;
+  Shape squeezed;
+  for (int64_t i = 0; i < nd; ++i)
+    if (!reduce[i]) squeezed.push_back(t.shape()[i]);
+  return out.reshape(squeezed);
 }
 
 Tensor sum_to(const Tensor& t, const Shape& shape) {

@@ -75,6 +75,7 @@ class EpochRun {
   }
 
   void advance() {
+    if (done_) return;
     pool_->release(std::move(current_));
     current_ = Batch();
     if (consumed_ == num_batches_) {

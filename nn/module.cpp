@@ -72,7 +72,8 @@ void check_new_name(const Module& m, const std::string& name, bool taken) {
 Tensor Module::register_parameter(const std::string& name, Tensor t, bool requires_grad) {
   check_new_name(*this, name, has_param(name) || has_buffer(name) || has_child(name));
   QSLIM_CHECK(t.defined(), type_name(), ": parameter '", name, "' is an undefined tensor");
-  if (t.is_floating_point() && t.is_leaf()) t.set_requires_grad(requires_grad);
+  QSLIM_CHECK(t.is_leaf(), type_name(), ": parameter '", name, "' must be a leaf tensor (detach it first)");
+  if (t.is_floating_point()) t.set_requires_grad(requires_grad);
   params_.emplace_back(name, t);
   return t;
 }

@@ -13,7 +13,11 @@ struct Size2 {
   Size2(int64_t h_, int64_t w_) : h(h_), w(w_) {}
   std::array<int64_t, 2> arr() const { return {h, w}; }
   bool operator==(const Size2& o) const { return h == o.h && w == o.w; }
-  std::string str() const { return "(" + std::to_string(h) + ", " + std::to_string(w) + ")"; }
+  std::string str() const {
+    std::string s = "(";
+    s.append(std::to_string(h)).append(", ").append(std::to_string(w)).append(")");
+    return s;
+  }
 };
 
 }  // namespace qslim::nn

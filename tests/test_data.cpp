@@ -310,6 +310,7 @@ TEST(Dataset, TensorDatasetScalesPixelsAndGathersBatches) {
   Tensor labels = from_vector<uint8_t>({3, 1, 4, 1}, {4});
   data::TensorDataset ds(images, labels);
   EXPECT_EQ(ds.size(), 4);
+  EXPECT_EQ(ds.image_shape(), (Shape{2, 3, 3}));
   data::Example e = ds.get(2);
   EXPECT_EQ(e.label, 4);
   EXPECT_EQ(e.image.shape(), (Shape{2, 3, 3}));
@@ -487,6 +488,8 @@ TEST(DataLoader, EveryIndexOncePerEpochAndReproducibleOrder) {
     DataLoader a(ds, {.batch_size = 10, .shuffle = true, .seed = 5, .prefetch = prefetch});
     DataLoader b(ds, {.batch_size = 10, .shuffle = true, .seed = 5, .prefetch = prefetch});
     EXPECT_EQ(a.size(), 11);
+    EXPECT_EQ(a.dataset().size(), 103);
+    EXPECT_EQ(a.options().prefetch, prefetch);
     auto e0 = epoch_labels(a), e1 = epoch_labels(a);
     ASSERT_EQ(e0.size(), 11u);
     EXPECT_EQ(e0.back().size(), 3u);

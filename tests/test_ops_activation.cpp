@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -230,4 +231,31 @@ TEST(OpsActivation, FusedApplyMatchesOp) {
   std::vector<float> buf = x.to_vector<float>();
   cpu::activation_apply(buf.data(), buf.data(), static_cast<int64_t>(buf.size()), cpu::Activation::Hardswish);
   EXPECT_EQ(buf, hardswish(x).to_vector<float>());
+}
+
+TEST(OpsActivation, ReluLargeTensorStreamingPath) {
+  // Above 16 MB the f32 relu forward/backward switch to streaming stores; odd length for the tails.
+  const int64_t n = (int64_t(1) << 22) + 37;
+  Generator gen(3);
+  Tensor x = randn({n}, DType::F32, &gen);
+  float* px = x.data<float>();
+  px[5] = std::numeric_limits<float>::quiet_NaN();
+  px[n - 2] = -0.0f;
+  Tensor xr = x.clone().set_requires_grad(true);
+  Tensor y = relu(xr);
+  Tensor g = randn({n}, DType::F32, &gen);
+  y.backward(g);
+  const float* py = y.data<float>();
+  const float* pg = g.data<float>();
+  const float* pgrad = xr.grad().data<float>();
+  int64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (i == 5) continue;
+    float want = px[i] > 0 ? px[i] : 0.0f;
+    float want_g = px[i] > 0 ? pg[i] : 0.0f;
+    bad += (py[i] != want) + (pgrad[i] != want_g);
+  }
+  EXPECT_EQ(bad, 0);
+  EXPECT_TRUE(std::isnan(py[5]));
+  EXPECT_EQ(py[n - 1], px[n - 1] > 0 ? px[n - 1] : 0.0f);
 }

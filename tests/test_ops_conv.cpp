@@ -119,6 +119,13 @@ std::vector<ConvCase> large_cases() {
       {"pointwise_batch", 8, 32, 16, 16, 48, 1, 1, params({1, 1}, {0, 0}, {1, 1}, 1), true},
       {"depthwise_batch", 8, 32, 16, 16, 32, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 32), true},
       {"depthwise_stride2_batch", 4, 24, 15, 15, 24, 3, 3, params({2, 2}, {1, 1}, {1, 1}, 24), false},
+      // Stride-1 f32 convs with rows of >= 10 pixels take the direct kernels (conv2d_direct.h).
+      {"direct_dilated_groups", 4, 4, 14, 14, 6, 3, 3, params({1, 1}, {2, 2}, {2, 2}, 2), true},
+      {"direct_kw7_asym", 2, 3, 12, 20, 5, 3, 7, params({1, 1}, {1, 3}, {1, 1}, 1), true},
+      {"direct_wide_blocks", 2, 2, 6, 40, 20, 5, 3, params({1, 1}, {2, 1}, {1, 1}, 1), false},
+      {"direct_16_channels", 2, 3, 16, 16, 16, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 1), true},
+      {"direct_fwd_gemm_input_grad", 2, 2, 12, 12, 3, 3, 3, params({1, 1}, {3, 3}, {1, 1}, 1), true},
+      {"lenet_conv1_batch", 8, 1, 28, 28, 6, 5, 5, params({1, 1}, {2, 2}, {1, 1}, 1), true},
   };
 }
 

@@ -89,8 +89,8 @@ TEST(Loss, CrossEntropyMatchesReferenceOnTrainingShape) {
     auto ref = naive_ce(logits, t, eps);
     double mean_ref = 0;
     for (double v : ref) mean_ref += v / 128;
-    EXPECT_TRUE(AllClose(cross_entropy(logits, t, eps, Reduction::None), from_vector(ref, {128}).to(DType::F32), 1e-5,
-                         1e-5));
+    EXPECT_TRUE(
+        AllClose(cross_entropy(logits, t, eps, Reduction::None), from_vector(ref, {128}).to(DType::F32), 1e-5, 1e-5));
     EXPECT_NEAR(cross_entropy(logits, t, eps).item(), mean_ref, 1e-5);
   }
   // Gradient: (softmax - (1 - eps) onehot - eps / C) / N.
@@ -100,8 +100,7 @@ TEST(Loss, CrossEntropyMatchesReferenceOnTrainingShape) {
   auto tv = t.to_vector<int64_t>();
   std::vector<float> want(p.size());
   for (int64_t i = 0; i < 128; ++i)
-    for (int64_t c = 0; c < 10; ++c)
-      want[i * 10 + c] = (p[i * 10 + c] - 0.01f - (c == tv[i] ? 0.9f : 0.0f)) / 128;
+    for (int64_t c = 0; c < 10; ++c) want[i * 10 + c] = (p[i * 10 + c] - 0.01f - (c == tv[i] ? 0.9f : 0.0f)) / 128;
   EXPECT_TRUE(AllClose(x.grad(), from_vector(want, {128, 10}), 1e-4, 1e-7));
 }
 

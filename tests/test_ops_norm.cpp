@@ -166,6 +166,16 @@ TEST(BatchNorm, GradcheckTraining2DAndNoAffine) {
   EXPECT_TRUE(r2.ok) << r2.message;
 }
 
+TEST(BatchNorm, GradcheckParametersOnly) {
+  Generator gen(14);
+  Tensor x = randn({3, 2, 2, 2}, DType::F64, &gen);  // input does not require grad
+  Tensor w = uniform({2}, 0.5, 1.5, DType::F64, &gen).set_requires_grad();
+  Tensor b = randn({2}, DType::F64, &gen).set_requires_grad();
+  auto r = gradcheck([&](const std::vector<Tensor>& in) { return batch_norm(in[0], Tensor(), Tensor(), in[1], in[2], true); },
+                     {x, w, b});
+  EXPECT_TRUE(r.ok) << r.message;
+}
+
 TEST(BatchNorm, GradcheckEval) {
   Generator gen(13);
   Tensor x = randn({2, 3, 2, 2}, DType::F64, &gen).set_requires_grad();

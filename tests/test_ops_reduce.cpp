@@ -84,8 +84,22 @@ TEST(Reduce, SumMatchesNaiveReference) {
   EXPECT_EQ(sum(a).shape(), Shape{});
   EXPECT_DOUBLE_EQ(sum(a).item(), 276.0);
   EXPECT_EQ(sum(a, {1}).to_vector<float>(), (std::vector<float>{12, 15, 18, 21, 48, 51, 54, 57}));
+  // A long f32 sum (chunked, parallel path) keeps f64-like precision: values 1 + k * 2^-20 are exact.
+  std::vector<float> lv(300001);
+  double lref = 0;
+  for (size_t k = 0; k < lv.size(); ++k) {
+    lv[k] = 1.0f + static_cast<float>(k % 1000) * 0x1p-20f;
+    lref += lv[k];
+  }
+  EXPECT_NEAR(sum(from_vector(lv, {300001})).item(), lref, lref * 1e-7);
+  // Integer sums widen to i64.
+  Tensor mask = ones({300}, DType::U8);
+  EXPECT_EQ(sum(mask).dtype(), DType::I64);
+  EXPECT_EQ(sum(mask).item(), 300.0);
+  EXPECT_EQ(sum(from_vector<int32_t>({2000000000, 2000000000}, {2})).item(), 4e9);
   // Non-contiguous input.
-  EXPECT_EQ(sum(a.transpose(0, 2), {2}).to_vector<float>(), (std::vector<float>{12, 20, 28, 14, 22, 30, 16, 24, 32, 18, 26, 34}));
+  EXPECT_EQ(sum(a.transpose(0, 2), {2}).to_vector<float>(),
+            (std::vector<float>{12, 20, 28, 14, 22, 30, 16, 24, 32, 18, 26, 34}));
 }
 
 TEST(Reduce, MeanAndVarValues) {
@@ -223,6 +237,9 @@ TEST(Reduce, GradcheckSumMeanVar) {
   expect_gradcheck([](const std::vector<Tensor>& in) { return var(in[0], {0, 2}, false); }, {x});
   // Through a non-contiguous view.
   expect_gradcheck([](const std::vector<Tensor>& in) { return mean(in[0].transpose(0, 2), {1}); }, {x});
+  // Many elements: exercises the long-run SIMD path and the strided (inner > 1) path.
+  Tensor big = leaf(randn64({3, 70, 40}, 12));
+  expect_gradcheck([](const std::vector<Tensor>& in) { return sum(in[0], {1}); }, {big});
   Tensor s = leaf(scalar_tensor(1.5, DType::F64));
   expect_gradcheck([](const std::vector<Tensor>& in) { return sum(in[0]); }, {s});
 }

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
+#include <ostream>
 #include <vector>
 
 #include "autograd/ops.h"
@@ -109,6 +111,10 @@ struct SgdCase {
   bool nesterov;
 };
 
+void PrintTo(const SgdCase& c, std::ostream* os) {
+  *os << "momentum " << c.momentum << " dampening " << c.dampening << " wd " << c.wd << (c.nesterov ? " nesterov" : "");
+}
+
 class SGDVariants : public ::testing::TestWithParam<SgdCase> {};
 
 TEST_P(SGDVariants, MatchesReferenceOverThreeSteps) {
@@ -161,6 +167,12 @@ TEST(SGD, GroupsUseTheirOwnLearningRate) {
   EXPECT_DOUBLE_EQ(opt.lr(0), 0.5);
   EXPECT_DOUBLE_EQ(opt.lr(1), 0.5);
   EXPECT_DOUBLE_EQ(opt.initial_lr(1), 0.01);
+  EXPECT_EQ(opt.group(1).params.size(), 1u);
+  EXPECT_TRUE(opt.group(1).params[0].is_same(b));
+  opt.options(0).weight_decay = 0.25;
+  EXPECT_DOUBLE_EQ(opt.group(0).options.weight_decay, 0.25);
+  EXPECT_THROW(opt.group(2), Error);
+  EXPECT_THROW(opt.set_lr(0, -0.1), Error);
 }
 
 TEST(SGD, SkipsParametersWithoutGradient) {
@@ -227,6 +239,10 @@ struct AdamCase {
   bool decoupled, amsgrad;
   double wd;
 };
+
+void PrintTo(const AdamCase& c, std::ostream* os) {
+  *os << (c.decoupled ? "AdamW" : "Adam") << (c.amsgrad ? " amsgrad" : "") << " wd " << c.wd;
+}
 
 class AdamVariants : public ::testing::TestWithParam<AdamCase> {};
 
@@ -464,6 +480,9 @@ TEST(ClipGrad, OtherNorms) {
   EXPECT_NEAR(optim::clip_grad_norm_({a, b}, 1e9, 3.0), std::cbrt(27.0 + 64 + 1728), 1e-9);
   set_grad(b, {NAN});
   EXPECT_THROW(optim::clip_grad_norm_({a, b}, 1.0, 2.0, true), Error);
+  EXPECT_THROW(optim::clip_grad_norm_({a, b}, 1.0, INFINITY, true), Error);
+  EXPECT_TRUE(std::isnan(optim::clip_grad_norm_({b, a}, 1.0, INFINITY)));
+  EXPECT_THROW(optim::clip_grad_norm_({a, b}, 1.0, 0.5), Error);
 }
 
 TEST(ClipGrad, LargeGradientUsesSameTotal) {

@@ -4,9 +4,12 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
+#include <immintrin.h>
+
 #include <Eigen/Core>
-#include <unsupported/Eigen/SpecialFunctions>
 #include <cmath>
+#include <cstdint>
+#include <type_traits>
 
 #include "core/cpu/elementwise.h"
 
@@ -35,6 +38,31 @@ template <typename Derived>
 auto sigmoid_of(const Eigen::ArrayBase<Derived>& x) {
   using T = typename Derived::Scalar;
   return T(1) / (T(1) + (-x).exp());
+}
+
+// Standard normal CDF Phi(x) = erfc(-x/sqrt2)/2, which unlike (1 + erf(x/sqrt2))/2 does not cancel
+// for negative x. f64 uses std::erfc; f32 uses the vectorisable erfc of Numerical Recipes (fractional
+// error < 1.2e-7), giving GELU within 1.7e-7 absolute everywhere (Eigen's f32 erf is off by 700 ulp
+// near x = -3 and overshoots -1 further out).
+void normal_cdf(const double* x, double* cdf, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) cdf[i] = 0.5 * std::erfc(-x[i] * kSqrtHalf);
+}
+
+void normal_cdf(const float* x, float* cdf, int64_t n) {
+  ConstArrayMap<float> xs(x, n);
+  ArrayMap<float> out(cdf, n);
+  BlockArray<float> a = (xs * float(kSqrtHalf)).abs();
+  BlockArray<float> t = 1.f / (1.f + 0.5f * a);
+  BlockArray<float> poly =
+      -1.26551223f +
+      t * (1.00002368f +
+           t * (0.37409196f +
+                t * (0.09678418f +
+                     t * (-0.18628806f +
+                          t * (0.27886807f +
+                               t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
+  BlockArray<float> half_erfc = 0.5f * t * (poly - a.square()).exp();  // erfc(|x|/sqrt2) / 2
+  out = (xs < 0.f).select(half_erfc, 1.f - half_erfc);
 }
 
 bool is_transcendental(Activation act) {
@@ -83,10 +111,16 @@ void forward_range(const T* x, T* y, int64_t n, Activation act, T param) {
       ys = xs * sigmoid_of(xs);
       break;
     case Activation::Gelu:
-      ys = T(0.5) * xs * (T(1) + (xs * T(kSqrtHalf)).erf());
+      for (int64_t b = 0; b < n; b += kBlock) {
+        const int64_t m = std::min(kBlock, n - b);
+        T cdf[kBlock];
+        normal_cdf(x + b, cdf, m);
+        for (int64_t i = 0; i < m; ++i) y[b + i] = x[b + i] * cdf[i];
+      }
       break;
     case Activation::GeluTanh:
-      ys = T(0.5) * xs * (T(1) + (T(kGeluBeta) * (xs + T(kGeluKappa) * xs.cube())).tanh());
+      // (1 + tanh(u)) / 2 == sigmoid(2u), which does not cancel for negative u.
+      ys = xs * sigmoid_of(T(2 * kGeluBeta) * (xs + T(kGeluKappa) * xs.cube()));
       break;
   }
 }
@@ -124,14 +158,15 @@ void backward_block(const T* g, const T* s, T* o, int64_t n, Activation act, T p
       break;
     }
     case Activation::Gelu: {
-      BlockArray<T> cdf = T(0.5) * (T(1) + (ss * T(kSqrtHalf)).erf());
+      BlockArray<T> cdf(n);
+      normal_cdf(s, cdf.data(), n);
       os = gs * (cdf + ss * T(kInvSqrt2Pi) * (T(-0.5) * ss.square()).exp());
       break;
     }
     case Activation::GeluTanh: {
-      BlockArray<T> th = (T(kGeluBeta) * (ss + T(kGeluKappa) * ss.cube())).tanh();
-      os = gs * (T(0.5) * (T(1) + th) +
-                 T(0.5) * ss * (T(1) - th.square()) * T(kGeluBeta) * (T(1) + T(3 * kGeluKappa) * ss.square()));
+      // With s = sigmoid(2u) = (1 + tanh u)/2: d/dx = s + x/2 * (1 - tanh^2 u) * u' and 1 - tanh^2 u = 4s(1-s).
+      BlockArray<T> sg = sigmoid_of(T(2 * kGeluBeta) * (ss + T(kGeluKappa) * ss.cube()));
+      os = gs * (sg + T(2 * kGeluBeta) * ss * sg * (T(1) - sg) * (T(1) + T(3 * kGeluKappa) * ss.square()));
       break;
     }
   }
@@ -142,10 +177,71 @@ void backward_range(const T* g, const T* s, T* o, int64_t n, Activation act, T p
   for (int64_t b = 0; b < n; b += kBlock) backward_block(g + b, s + b, o + b, std::min(kBlock, n - b), act, param);
 }
 
+// ReLU is on the training hot path and purely memory-bound. Outputs too large to stay in the last
+// level cache are written with non-temporal stores, which skip the read-for-ownership of the
+// destination: measured 1.5-1.7x faster from 16 MB up, slower below ~10 MB (where plain stores hit cache).
+constexpr int64_t kStreamingBytes = int64_t(16) << 20;
+
+bool use_streaming_relu(int64_t n, size_t elem) { return n * static_cast<int64_t>(elem) >= kStreamingBytes; }
+
+#ifdef __AVX512F__
+// Scalar steps until y is 64-byte aligned, then 16 lanes per streaming store.
+template <typename F16, typename F1>
+void streaming_loop(float* y, int64_t n, F16 vec, F1 scalar) {
+  int64_t i = 0;
+  for (; i < n && (reinterpret_cast<uintptr_t>(y + i) & 63) != 0; ++i) scalar(i);
+  for (; i + 16 <= n; i += 16) _mm512_stream_ps(y + i, vec(i));
+  for (; i < n; ++i) scalar(i);
+  _mm_sfence();
+}
+
+void relu_streaming(const float* x, float* y, int64_t n) {
+  const __m512 zero = _mm512_setzero_ps();
+  // max(0, x) returns its second operand for NaN, so NaN passes through like the scalar form.
+  streaming_loop(
+      y, n, [&](int64_t i) { return _mm512_max_ps(zero, _mm512_loadu_ps(x + i)); },
+      [&](int64_t i) { y[i] = x[i] < 0.f ? 0.f : x[i]; });
+}
+
+void relu_backward_streaming(const float* g, const float* out, float* o, int64_t n) {
+  const __m512 zero = _mm512_setzero_ps();
+  streaming_loop(
+      o, n,
+      [&](int64_t i) {
+        __mmask16 pos = _mm512_cmp_ps_mask(_mm512_loadu_ps(out + i), zero, _CMP_GT_OQ);
+        return _mm512_maskz_mov_ps(pos, _mm512_loadu_ps(g + i));
+      },
+      [&](int64_t i) { o[i] = out[i] > 0.f ? g[i] : 0.f; });
+}
+#endif
+
 template <typename T>
 void forward_parallel(const T* x, T* y, int64_t n, Activation act, double param) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    if (act == Activation::Relu && x != y && use_streaming_relu(n, sizeof(T))) {
+      parallel_for(n, kElementwiseGrain, [&](int64_t b, int64_t e) { relu_streaming(x + b, y + b, e - b); });
+      return;
+    }
+  }
+#endif
   const T p = static_cast<T>(param);
   parallel_for(n, grain_of(act), [&](int64_t b, int64_t e) { forward_range(x + b, y + b, e - b, act, p); });
+}
+
+template <typename T>
+void backward_parallel(const T* g, const T* s, T* o, int64_t n, Activation act, double param) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    if (act == Activation::Relu && use_streaming_relu(n, sizeof(T))) {
+      parallel_for(n, kElementwiseGrain,
+                   [&](int64_t b, int64_t e) { relu_backward_streaming(g + b, s + b, o + b, e - b); });
+      return;
+    }
+  }
+#endif
+  const T p = static_cast<T>(param);
+  parallel_for(n, grain_of(act), [&](int64_t b, int64_t e) { backward_range(g + b, s + b, o + b, e - b, act, p); });
 }
 
 }  // namespace
@@ -212,12 +308,7 @@ Tensor activation_backward(const Tensor& grad_in, const Tensor& saved_in, Activa
     using T = scalar_t;
     Tensor g = grad_in.contiguous(), s = saved_in.contiguous();
     out = Tensor::empty(g.shape(), g.dtype());
-    const T* pg = g.data<T>();
-    const T* ps = s.data<T>();
-    T* po = out.data<T>();
-    const T p = static_cast<T>(param);
-    parallel_for(g.numel(), grain_of(act),
-                 [&](int64_t b, int64_t e) { backward_range(pg + b, ps + b, po + b, e - b, act, p); });
+    backward_parallel(g.data<T>(), s.data<T>(), out.data<T>(), g.numel(), act, param);
   });
   return out;
 }

@@ -1,6 +1,6 @@
 // Non-differentiable activation kernels (forward and backward math, PyTorch's definitions), shared by
 // the differentiable activations and by layers that fuse an activation into their output pass.
-// f32/f64 only; contiguous loops are vectorised (Eigen packet math for sigmoid/tanh/erf).
+// f32/f64 only; contiguous loops are vectorised (Eigen packet math for exp/tanh).
 #pragma once
 #include <cstdint>
 

@@ -4,39 +4,14 @@
 #include <cstring>
 #include <vector>
 
+#include "core/cpu/batch_parallel.h"
+#include "core/cpu/conv2d_direct.h"
 #include "core/cpu/gemm.h"
 #include "core/cpu/scratch.h"
 #include "core/parallel.h"
 
 namespace qslim::cpu {
 namespace {
-
-// Below this much work a parallel region costs more than it saves.
-constexpr double kMinParallelFlops = 2e5;
-// Above this per-image work, a threaded GEMM beats an uneven split of a few images over threads.
-constexpr double kThreadedGemmFlops = 2e7;
-
-// Number of batch chunks to run in parallel; 1 means images run one after another and each GEMM
-// may use Eigen's threads.
-int64_t batch_chunks(int64_t n, double flops_per_image) {
-  const int64_t threads = num_threads();
-  if (threads <= 1 || n < 2 || in_parallel_region() || n * flops_per_image < kMinParallelFlops) return 1;
-  const int64_t chunks = std::min(threads, n);
-  if (n % chunks != 0 && n < 4 * chunks && flops_per_image > kThreadedGemmFlops) return 1;
-  return chunks;
-}
-
-// fn(chunk, begin, end) over `chunks` contiguous slices of [0, n), in parallel when chunks > 1.
-template <typename F>
-void run_chunks(int64_t chunks, int64_t n, F&& fn) {
-  if (chunks <= 1) {
-    fn(0, 0, n);
-    return;
-  }
-  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) fn(c, n * c / chunks, n * (c + 1) / chunks);
-  });
-}
 
 // Output columns ow whose input column ow*stride - pad + offset lies in [0, width): [lo, hi).
 inline void valid_range(int64_t out, int64_t stride, int64_t pad, int64_t offset, int64_t width, int64_t& lo,
@@ -310,6 +285,36 @@ void depthwise_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const
   });
 }
 
+// The direct weight gradient splits the batch over threads; a few large images instead go to
+// the GEMM path, whose GEMMs thread.
+bool direct_weight_grad(const Conv2dGeometry& g) {
+  if (!direct::use_backward_weight(g)) return false;
+  const double flops = 2.0 * g.out_channels * (g.in_channels / g.groups) * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
+  return batch_chunks(g.batch, flops) > 1 || num_threads() == 1 || g.batch * flops < kMinParallelFlops;
+}
+
+// f32 only: runs the direct kernels where they apply (see conv2d_direct.h).
+bool direct_forward(const float* x, const float* w, const float* bias, float* y, const Conv2dGeometry& g) {
+  if (!direct::use_forward(g)) return false;
+  direct::forward(x, w, bias, y, g);
+  return true;
+}
+bool direct_forward(const double*, const double*, const double*, double*, const Conv2dGeometry&) { return false; }
+
+// Computes the gradients the direct kernels handle and clears their pointers.
+void direct_backward(const float* gy, const float* x, const float* w, float*& gx, float*& gw,
+                     const Conv2dGeometry& g) {
+  if (gx && direct::use_backward_input(g)) {
+    direct::backward_input(gy, w, gx, g);
+    gx = nullptr;
+  }
+  if (gw && direct_weight_grad(g)) {
+    direct::backward_weight(gy, x, gw, g);
+    gw = nullptr;
+  }
+}
+void direct_backward(const double*, const double*, const double*, double*&, double*&, const Conv2dGeometry&) {}
+
 template <typename T>
 void bias_grad(const T* gy, const Conv2dGeometry& g, T* gb) {
   const int64_t O = g.out_channels, P = g.out_h * g.out_w;
@@ -387,7 +392,7 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
     const scalar_t* b = bc.defined() ? bc.data<scalar_t>() : nullptr;
     if (g.depthwise())
       depthwise_forward(xc.data<scalar_t>(), wc.data<scalar_t>(), b, y.data<scalar_t>(), g);
-    else
+    else if (!direct_forward(xc.data<scalar_t>(), wc.data<scalar_t>(), b, y.data<scalar_t>(), g))
       forward_gemm(xc.data<scalar_t>(), wc.data<scalar_t>(), b, y.data<scalar_t>(), g);
   });
   return y;
@@ -412,11 +417,11 @@ Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tenso
     scalar_t* gw = need_weight ? r.weight.data<scalar_t>() : nullptr;
     const scalar_t* xp = need_weight ? xc.data<scalar_t>() : nullptr;
     const scalar_t* wp = need_input ? wc.data<scalar_t>() : nullptr;
-    if (gx || gw) {
-      if (g.depthwise())
-        depthwise_backward(gy.data<scalar_t>(), xp, wp, gx, gw, g);
-      else
-        backward_gemm(gy.data<scalar_t>(), xp, wp, gx, gw, g);
+    if (g.depthwise()) {
+      if (gx || gw) depthwise_backward(gy.data<scalar_t>(), xp, wp, gx, gw, g);
+    } else {
+      direct_backward(gy.data<scalar_t>(), xp, wp, gx, gw, g);
+      if (gx || gw) backward_gemm(gy.data<scalar_t>(), xp, wp, gx, gw, g);
     }
     if (need_bias) bias_grad(gy.data<scalar_t>(), g, r.bias.data<scalar_t>());
   });

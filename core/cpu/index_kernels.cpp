@@ -129,7 +129,8 @@ void scatter_add_dim(const Tensor& out, int64_t dim, const Tensor& index, const 
     const scalar_t* s = sc.data<scalar_t>();
     for_each_row<2>(ic.shape(), {ic.strides(), ost}, {0, 0},
                     [&](const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& st) {
-                      for (int64_t i = 0; i < n; ++i) o[off[1] + i * st[1] + idx[off[0] + i] * dstride] += s[off[0] + i];
+                      for (int64_t i = 0; i < n; ++i)
+                        o[off[1] + i * st[1] + idx[off[0] + i] * dstride] += s[off[0] + i];
                     });
   });
   out.bump_version();

@@ -10,29 +10,46 @@ namespace {
 
 int64_t plane_grain(int64_t work_per_plane) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work_per_plane)); }
 
+// Branch-free (comparisons of random data mispredict), so the 2x2 loops below vectorise.
 template <typename T>
 inline bool takes_max(T v, T best) {
-  return v > best || std::isnan(v);
+  return (v > best) | (v != v);
+}
+
+constexpr int64_t kMaxPoolRow = 4096;
+
+// 2x2 stride 2: a vertical pass over each row pair, then a horizontal pass over neighbours.
+template <typename T, bool kIndices>
+void max_pool_2x2(const T* in, T* out, int32_t* idx, const Pool2dGeometry& g) {
+  T vm[kMaxPoolRow];
+  int32_t vi[kMaxPoolRow];
+  const int64_t W = g.in_w, OW = g.out_w;
+  const int32_t w32 = static_cast<int32_t>(W);
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    const T* r0 = in + 2 * oh * W;
+    const T* r1 = r0 + W;
+    const int32_t base = static_cast<int32_t>(2 * oh * W);
+    for (int64_t w = 0; w < 2 * OW; ++w) {
+      const bool t = takes_max(r1[w], r0[w]);
+      vm[w] = t ? r1[w] : r0[w];
+      if constexpr (kIndices) vi[w] = base + static_cast<int32_t>(w) + (t ? w32 : 0);
+    }
+    T* o = out + oh * OW;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const T a = vm[2 * ow], b = vm[2 * ow + 1];
+      const bool t = takes_max(b, a);
+      o[ow] = t ? b : a;
+      if constexpr (kIndices) idx[oh * OW + ow] = t ? vi[2 * ow + 1] : vi[2 * ow];
+    }
+  }
 }
 
 template <typename T, bool kIndices>
 void max_pool_plane(const T* in, T* out, int32_t* idx, const Pool2dGeometry& g) {
   const int64_t H = g.in_h, W = g.in_w;
-  if (g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0) {
-    for (int64_t oh = 0; oh < g.out_h; ++oh) {
-      const T* r0 = in + 2 * oh * W;
-      const T* r1 = r0 + W;
-      for (int64_t ow = 0; ow < g.out_w; ++ow) {
-        const int64_t w0 = 2 * ow;
-        T best = r0[w0];
-        int64_t bi = 2 * oh * W + w0;
-        if (takes_max(r0[w0 + 1], best)) best = r0[w0 + 1], bi = 2 * oh * W + w0 + 1;
-        if (takes_max(r1[w0], best)) best = r1[w0], bi = (2 * oh + 1) * W + w0;
-        if (takes_max(r1[w0 + 1], best)) best = r1[w0 + 1], bi = (2 * oh + 1) * W + w0 + 1;
-        out[oh * g.out_w + ow] = best;
-        if constexpr (kIndices) idx[oh * g.out_w + ow] = static_cast<int32_t>(bi);
-      }
-    }
+  if (g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0 &&
+      2 * g.out_w <= kMaxPoolRow) {
+    max_pool_2x2<T, kIndices>(in, out, idx, g);
     return;
   }
   for (int64_t oh = 0; oh < g.out_h; ++oh) {
@@ -46,7 +63,9 @@ void max_pool_plane(const T* in, T* out, int32_t* idx, const Pool2dGeometry& g) 
       for (int64_t h = hs; h < he; ++h)
         for (int64_t w = ws; w < we; ++w) {
           const T v = in[h * W + w];
-          if (takes_max(v, best)) best = v, bi = h * W + w;
+          const bool t = takes_max(v, best);
+          best = t ? v : best;
+          bi = t ? h * W + w : bi;
         }
       out[oh * g.out_w + ow] = best;
       if constexpr (kIndices) idx[oh * g.out_w + ow] = static_cast<int32_t>(bi);

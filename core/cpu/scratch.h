@@ -7,7 +7,15 @@
 
 namespace qslim::cpu {
 
-enum class ScratchSlot : int { Columns = 0, GradColumns = 1, Plane = 2, GradPlane = 3, Count = 4 };
+enum class ScratchSlot : int {
+  Columns,
+  GradColumns,
+  Plane,
+  GradPlane,
+  PackedWeights,
+  FlippedWeights,
+  Count
+};
 
 template <typename T>
 T* thread_scratch(ScratchSlot slot, size_t n) {

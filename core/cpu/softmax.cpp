@@ -25,8 +25,39 @@ void exp_to(const T* src, T* dst, int64_t n) {
   b = a.exp();
 }
 
+// Row reductions: SIMD for long rows. Short rows (e.g. 10 classes) use four independent scalar
+// accumulators instead: a vector reduction's masked tail and horizontal steps, or one serial
+// dependency chain, would cost several times the work itself.
+constexpr int64_t kSimdRow = 64;
+
+template <typename T, typename Load, typename Op>
+T reduce4(int64_t n, T init, Load load, Op op) {
+  T a0 = init, a1 = init, a2 = init, a3 = init;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    a0 = op(a0, load(i));
+    a1 = op(a1, load(i + 1));
+    a2 = op(a2, load(i + 2));
+    a3 = op(a3, load(i + 3));
+  }
+  for (; i < n; ++i) a0 = op(a0, load(i));
+  return op(op(a0, a1), op(a2, a3));
+}
+
+template <typename T>
+T max_op(T a, T b) {
+  return b > a ? b : a;
+}
+
+template <typename T>
+T add_op(T a, T b) {
+  return a + b;
+}
+
 template <typename T>
 T row_max(const T* x, int64_t n) {
+  auto load = [x](int64_t i) { return x[i]; };
+  if (n < kSimdRow) return reduce4(n, -std::numeric_limits<T>::infinity(), load, max_op<T>);
   T m = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : m)
   for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
@@ -35,6 +66,8 @@ T row_max(const T* x, int64_t n) {
 
 template <typename T>
 T row_sum(const T* x, int64_t n) {
+  auto load = [x](int64_t i) { return x[i]; };
+  if (n < kSimdRow) return reduce4(n, T(0), load, add_op<T>);
   T s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) s += x[i];
@@ -43,6 +76,8 @@ T row_sum(const T* x, int64_t n) {
 
 template <typename T>
 T row_dot(const T* a, const T* b, int64_t n) {
+  auto load = [a, b](int64_t i) { return a[i] * b[i]; };
+  if (n < kSimdRow) return reduce4(n, T(0), load, add_op<T>);
   T s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
@@ -85,13 +120,12 @@ template <typename F>
 void for_col_tiles(const Split& s, F fn) {
   const int64_t ct = (s.inner + kColTile - 1) / kColTile;
   const int64_t per_item = s.n * std::min(s.inner, kColTile);
-  parallel_for(s.outer * ct, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, per_item)),
-               [&](int64_t b, int64_t e) {
-                 for (int64_t it = b; it < e; ++it) {
-                   int64_t o = it / ct, i0 = (it % ct) * kColTile;
-                   fn(o, i0, std::min(kColTile, s.inner - i0));
-                 }
-               });
+  parallel_for(s.outer * ct, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, per_item)), [&](int64_t b, int64_t e) {
+    for (int64_t it = b; it < e; ++it) {
+      int64_t o = it / ct, i0 = (it % ct) * kColTile;
+      fn(o, i0, std::min(kColTile, s.inner - i0));
+    }
+  });
 }
 
 template <typename T>
@@ -311,8 +345,7 @@ CrossEntropyForward cross_entropy_forward(const Tensor& logits, const Tensor& ta
   return r;
 }
 
-Tensor cross_entropy_backward(const Tensor& probs, const Tensor& target, const Tensor& grad, double scale,
-                              double eps) {
+Tensor cross_entropy_backward(const Tensor& probs, const Tensor& target, const Tensor& grad, double scale, double eps) {
   const int64_t N = probs.size(0), C = probs.size(1);
   Tensor g = grad.to(probs.dtype()).contiguous();
   Tensor t = target.contiguous();

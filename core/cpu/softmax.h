@@ -20,7 +20,6 @@ struct CrossEntropyForward {
 CrossEntropyForward cross_entropy_forward(const Tensor& logits, const Tensor& target, double eps, bool want_probs);
 // d loss_r / d x[r, c] = p[r, c] - eps / C - (1 - eps) [c == t_r], scaled by grad_r * scale;
 // `grad` has either one element (reduced loss) or N (per-sample losses).
-Tensor cross_entropy_backward(const Tensor& probs, const Tensor& target, const Tensor& grad, double scale,
-                              double eps);
+Tensor cross_entropy_backward(const Tensor& probs, const Tensor& target, const Tensor& grad, double scale, double eps);
 
 }  // namespace qslim::cpu

@@ -116,14 +116,13 @@ Tensor Optimizer::grad_of(const Tensor& p, const char* op) {
   return g.contiguous();
 }
 
-Optimizer::ParamState& Optimizer::state_for(size_t g, size_t i) {
+Optimizer::ParamState& Optimizer::state_for(size_t g, size_t i, size_t num_buffers) {
   ParamState& s = state_[g][i];
-  const std::vector<std::string> names = buffer_names(groups_[g].options);
-  if (s.buffers.size() != names.size()) {
+  if (s.buffers.size() != num_buffers) {
     // First update, or the options changed (e.g. amsgrad switched on): start missing buffers at zero.
     const Tensor& p = groups_[g].params[i];
-    while (s.buffers.size() < names.size()) s.buffers.push_back(zeros(p.shape(), p.dtype()));
-    s.buffers.resize(names.size());
+    while (s.buffers.size() < num_buffers) s.buffers.push_back(zeros(p.shape(), p.dtype()));
+    s.buffers.resize(num_buffers);
   }
   return s;
 }

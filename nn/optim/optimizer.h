@@ -79,8 +79,9 @@ class Optimizer {
 
   // The gradient of p as a contiguous tensor of p's dtype, or undefined when p has none.
   static Tensor grad_of(const Tensor& p, const char* op);
-  // Creates zero-filled buffers for p on its first update.
-  ParamState& state_for(size_t g, size_t i);
+  // The state of parameter i of group g with `num_buffers` buffers (buffer_names(...).size(), computed
+  // once per group), creating missing ones zero-filled.
+  ParamState& state_for(size_t g, size_t i, size_t num_buffers);
 
   std::vector<ParamGroup> groups_;
   std::vector<double> initial_lr_;
