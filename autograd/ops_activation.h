@@ -1,5 +1,7 @@
 // Differentiable activations (PyTorch definitions: hardswish x*relu6(x+3)/6, hardsigmoid
-// relu6(x+3)/6, gelu exact erf form unless approximate_tanh).
+// relu6(x+3)/6, gelu exact erf form unless approximate_tanh). f32/f64 only. Derivatives at the kinks
+// follow PyTorch too: relu 0 at 0, relu6 nonzero only on (0, 6), leaky_relu takes the slope at 0,
+// hardsigmoid 1/6 on (-3, 3), hardswish (2x+3)/6 on [-3, 3], 0 below and 1 above.
 #pragma once
 #include "core/tensor.h"
 

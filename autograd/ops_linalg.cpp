@@ -23,6 +23,7 @@ struct Layout {
 std::optional<Layout> matrix_layout(const Tensor& t) {
   const int64_t d = t.dim();
   const int64_t rows = t.size(d - 2), cols = t.size(d - 1);
+  if (rows == 0 || cols == 0) return Layout{false, std::max<int64_t>(cols, 1)};  // never read
   // A dimension of size 1 never advances, so its stride can be anything.
   const int64_t rs = rows == 1 ? std::max<int64_t>(cols, 1) : t.stride(d - 2);
   const int64_t cs = cols == 1 ? 1 : t.stride(d - 1);
@@ -67,6 +68,17 @@ struct BatchedOperand {
   Layout layout;
 };
 
+// The operand `t` over `batch` (optionally transposed); `holder` keeps a copy alive when the
+// matrices of `t` were not GEMM-ready.
+BatchedOperand batched_operand(const Tensor& t, const Shape& batch, bool transpose, Tensor& holder) {
+  BatchedOperand o{nullptr, {}, {}};
+  holder = gemm_operand(t, o.layout);
+  o.t = &holder;
+  if (transpose) o.layout = transposed(o.layout);
+  o.batch_strides = cpu::broadcast_strides(batch_of(holder), batch_strides_of(holder), batch);
+  return o;
+}
+
 // c[i] = op(a[i]) op(b[i]) for every entry i of `batch` (c[i] += ... when accumulate: several
 // entries then share a destination and run in order). c is contiguous with ldc = n.
 template <typename T>
@@ -109,12 +121,8 @@ Tensor matmul_batched(const Tensor& a, const Tensor& b) {
   out_shape.push_back(m);
   out_shape.push_back(n);
   Tensor out = Tensor::empty(out_shape, a.dtype());
-  BatchedOperand oa{nullptr, {}, {}}, ob{nullptr, {}, {}};
-  Tensor ga = gemm_operand(a, oa.layout), gb = gemm_operand(b, ob.layout);
-  oa.t = &ga;
-  ob.t = &gb;
-  oa.batch_strides = cpu::broadcast_strides(batch_of(ga), batch_strides_of(ga), batch);
-  ob.batch_strides = cpu::broadcast_strides(batch_of(gb), batch_strides_of(gb), batch);
+  Tensor ha, hb;
+  const BatchedOperand oa = batched_operand(a, batch, false, ha), ob = batched_operand(b, batch, false, hb);
   Shape cs = contiguous_strides(out_shape);
   QSLIM_DISPATCH_FLOAT(a.dtype(), "matmul", [&] {
     batched_gemm<scalar_t>(batch, m, n, k, oa, ob, out.data<scalar_t>(), Shape(cs.begin(), cs.end() - 2), false);
@@ -131,13 +139,9 @@ Tensor matmul_batched(const Tensor& a, const Tensor& b) {
       const Shape gs = contiguous_strides(g.shape());
       BatchedOperand og{&g, Shape(gs.begin(), gs.end() - 2), Layout{false, std::max<int64_t>(n, 1)}};
       Tensor grad_a, grad_b;
-      if (need_a) {
-        Tensor bv = sb.get("matmul");
-        BatchedOperand obt{nullptr, {}, {}};
-        Tensor gbv = gemm_operand(bv, obt.layout);
-        obt.t = &gbv;
-        obt.layout = transposed(obt.layout);
-        obt.batch_strides = cpu::broadcast_strides(batch_of(gbv), batch_strides_of(gbv), batch);
+      if (need_a) {  // dA = g b^T
+        Tensor hold;
+        const BatchedOperand obt = batched_operand(sb.get("matmul"), batch, true, hold);
         Shape cbs;
         bool acc;
         grad_a = grad_buffer(a_shape, dt, batch, cbs, acc);
@@ -145,13 +149,9 @@ Tensor matmul_batched(const Tensor& a, const Tensor& b) {
           batched_gemm<scalar_t>(batch, m, k, n, og, obt, grad_a.data<scalar_t>(), cbs, acc);
         });
       }
-      if (need_b) {
-        Tensor av = sa.get("matmul");
-        BatchedOperand oat{nullptr, {}, {}};
-        Tensor gav = gemm_operand(av, oat.layout);
-        oat.t = &gav;
-        oat.layout = transposed(oat.layout);
-        oat.batch_strides = cpu::broadcast_strides(batch_of(gav), batch_strides_of(gav), batch);
+      if (need_b) {  // dB = a^T g
+        Tensor hold;
+        const BatchedOperand oat = batched_operand(sa.get("matmul"), batch, true, hold);
         Shape cbs;
         bool acc;
         grad_b = grad_buffer(b_shape, dt, batch, cbs, acc);

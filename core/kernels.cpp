@@ -19,8 +19,16 @@ namespace qslim::kernels {
 QSLIM_BINARY_KERNEL(add, x + y)
 QSLIM_BINARY_KERNEL(sub, x - y)
 QSLIM_BINARY_KERNEL(mul, x * y)
-QSLIM_BINARY_KERNEL(div, x / y)
 #undef QSLIM_BINARY_KERNEL
+
+// Floating only: an integer division by zero would trap.
+Tensor div(const Tensor& a, const Tensor& b) {
+  Tensor out;
+  QSLIM_DISPATCH_FLOAT(a.dtype(), "div", [&] {
+    out = cpu::binary_map<scalar_t>(a, b, "div", [](scalar_t x, scalar_t y) { return x / y; });
+  });
+  return out;
+}
 
 Tensor add_scalar(const Tensor& a, double s) {
   Tensor out;

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <condition_variable>
-#include <deque>
+#include <map>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -45,20 +45,25 @@ class BufferPool {
   size_t capacity_;
 };
 
-// One pass over the data: the producer (a worker thread, or the consumer itself when prefetch is 0)
-// builds batches in order; the consumer takes them from a bounded queue.
+// One pass over the data. Worker threads claim batch indices in order and build them in parallel; the
+// consumer takes them in order from the finished slots. A worker claims batch b only while
+// b < consumed + window, which bounds the batches ready or in preparation. Without workers
+// (prefetch 0) the consumer builds each batch itself.
 class EpochRun {
  public:
   EpochRun(std::shared_ptr<const Dataset> ds, const DataLoaderOptions& opts, std::vector<int64_t> order,
-           int64_t num_batches, uint64_t aug_seed, std::shared_ptr<BufferPool> pool)
+           int64_t num_batches, int64_t epoch, std::shared_ptr<BufferPool> pool)
       : ds_(std::move(ds)),
         opts_(opts),
         order_(std::move(order)),
         num_batches_(num_batches),
-        aug_(aug_seed),
+        epoch_(epoch),
+        window_(std::max(opts.prefetch, opts.workers)),
         pool_(std::move(pool)) {
-    if (opts_.prefetch > 0 && num_batches_ > 0) worker_ = std::thread([this] { produce_all(); });
     try {
+      if (opts_.prefetch > 0)
+        for (int64_t i = 0; i < std::min<int64_t>(opts_.workers, num_batches_); ++i)
+          workers_.emplace_back([this] { work(); });
       advance();
     } catch (...) {
       shutdown();  // the destructor does not run when the constructor throws
@@ -82,27 +87,31 @@ class EpochRun {
       done_ = true;
       return;
     }
-    if (!worker_.joinable()) {
+    if (workers_.empty()) {
       try {
         current_ = make_batch(consumed_);
       } catch (...) {
         done_ = true;
         throw;
       }
-    } else {
-      std::unique_lock<std::mutex> lock(mu_);
-      ready_.wait(lock, [this] { return !queue_.empty(); });
-      Item item = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      space_.notify_one();
-      if (item.error) {
-        done_ = true;
-        std::rethrow_exception(item.error);
-      }
-      current_ = std::move(item.batch);
+      ++consumed_;
+      return;
     }
-    ++consumed_;
+    Item item;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      ready_.wait(lock, [this] { return slots_.count(consumed_) > 0; });
+      auto it = slots_.find(consumed_);
+      item = std::move(it->second);
+      slots_.erase(it);
+      ++consumed_;
+    }
+    space_.notify_all();
+    if (item.error) {
+      done_ = true;
+      std::rethrow_exception(item.error);
+    }
+    current_ = std::move(item.batch);
   }
 
  private:
@@ -112,7 +121,8 @@ class EpochRun {
       stop_ = true;
     }
     space_.notify_all();
-    if (worker_.joinable()) worker_.join();
+    for (std::thread& w : workers_)
+      if (w.joinable()) w.join();
   }
 
   struct Item {
@@ -126,16 +136,21 @@ class EpochRun {
     std::vector<int64_t> idx(order_.begin() + begin, order_.begin() + end);
     Batch batch = pool_->acquire();
     ds_->get_batch(idx, batch);
-    if (opts_.transform) batch.images = (*opts_.transform)(batch.images, aug_);
+    if (opts_.transform) {
+      Generator gen(DataLoader::augmentation_seed(opts_.seed, epoch_, b));
+      batch.images = (*opts_.transform)(batch.images, gen);
+    }
     return batch;
   }
 
-  void produce_all() {
-    for (int64_t b = 0; b < num_batches_; ++b) {
+  void work() {
+    for (;;) {
+      int64_t b;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        space_.wait(lock, [this] { return stop_ || static_cast<int>(queue_.size()) < opts_.prefetch; });
-        if (stop_) return;
+        space_.wait(lock, [this] { return stop_ || failed_ || next_ >= num_batches_ || next_ < consumed_ + window_; });
+        if (stop_ || failed_ || next_ >= num_batches_) return;
+        b = next_++;
       }
       Item item;
       try {
@@ -146,10 +161,14 @@ class EpochRun {
       const bool failed = item.error != nullptr;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        queue_.push_back(std::move(item));
+        failed_ = failed_ || failed;  // stop claiming; batches before b are claimed and still arrive
+        slots_.emplace(b, std::move(item));
       }
       ready_.notify_one();
-      if (failed) return;
+      if (failed) {
+        space_.notify_all();
+        return;
+      }
     }
   }
 
@@ -157,16 +176,18 @@ class EpochRun {
   DataLoaderOptions opts_;
   std::vector<int64_t> order_;
   int64_t num_batches_;
-  Generator aug_;
+  int64_t epoch_;
+  int64_t window_;
   std::shared_ptr<BufferPool> pool_;
 
-  std::thread worker_;
+  std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable space_, ready_;
-  std::deque<Item> queue_;
-  bool stop_ = false;
+  std::map<int64_t, Item> slots_;  // finished batches not yet taken, by batch index
+  int64_t next_ = 0;               // next batch index to claim
+  int64_t consumed_ = 0;           // batches taken by the consumer (guarded by mu_ while workers run)
+  bool stop_ = false, failed_ = false;
 
-  int64_t consumed_ = 0;
   bool done_ = false;
   Batch current_;
 };
@@ -190,8 +211,10 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
   QSLIM_CHECK(opts_.batch_size > 0, "DataLoader: batch_size must be > 0, got ", opts_.batch_size);
   QSLIM_CHECK(opts_.prefetch >= 0 && opts_.prefetch <= 64, "DataLoader: prefetch must be in [0, 64], got ",
               opts_.prefetch);
-  // Queue depth + the batch in the consumer's hands + the one being built.
-  pool_ = std::make_shared<detail::BufferPool>(static_cast<size_t>(opts_.prefetch) + 2);
+  QSLIM_CHECK(opts_.workers >= 1 && opts_.workers <= 64, "DataLoader: workers must be in [1, 64], got ",
+              opts_.workers);
+  // Batches ahead + the batch in the consumer's hands + the one it just released.
+  pool_ = std::make_shared<detail::BufferPool>(static_cast<size_t>(std::max(opts_.prefetch, opts_.workers)) + 2);
 }
 
 DataLoader::~DataLoader() = default;
@@ -215,10 +238,13 @@ std::vector<int64_t> DataLoader::indices(int64_t epoch) const {
   return order;
 }
 
+uint64_t DataLoader::augmentation_seed(uint64_t seed, int64_t epoch, int64_t batch) {
+  return splitmix64(splitmix64(splitmix64(seed) + static_cast<uint64_t>(epoch)) + static_cast<uint64_t>(batch));
+}
+
 DataLoader::Iterator DataLoader::begin() {
   const int64_t epoch = epoch_++;
-  const uint64_t aug_seed = splitmix64(opts_.seed + static_cast<uint64_t>(epoch));
-  return Iterator(std::make_shared<detail::EpochRun>(dataset_, opts_, indices(epoch), size(), aug_seed, pool_));
+  return Iterator(std::make_shared<detail::EpochRun>(dataset_, opts_, indices(epoch), size(), epoch, pool_));
 }
 
 Batch& DataLoader::Iterator::operator*() const {

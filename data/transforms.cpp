@@ -1,7 +1,10 @@
 #include "data/transforms.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+
+#include "data/image_ops.h"
 
 namespace qslim::data {
 
@@ -111,6 +114,92 @@ Tensor RandomHorizontalFlip::operator()(const Tensor& batch, Generator& gen) con
   }
   batch.bump_version();
   return batch;
+}
+
+Resize::Resize(int64_t height, int64_t width, bool antialias) : height_(height), width_(width), antialias_(antialias) {
+  QSLIM_CHECK(height > 0 && width > 0, "Resize: size must be > 0, got ", height, " x ", width);
+}
+
+Tensor Resize::operator()(const Tensor& batch, Generator&) const {
+  Tensor x = as_batch(batch, "Resize");
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  QSLIM_CHECK(H > 0 && W > 0, "Resize: cannot resize empty images ", shape_str(batch.shape()));
+  if (H == height_ && W == width_) return batch;
+  Tensor out = Tensor::empty(batch.dim() == 4 ? Shape{B, C, height_, width_} : Shape{C, height_, width_});
+  resize_planes(x.data<float>(), B * C, H, W, out.data<float>(), height_, width_, antialias_);
+  return out;
+}
+
+CenterCrop::CenterCrop(int64_t height, int64_t width) : height_(height), width_(width) {
+  QSLIM_CHECK(height > 0 && width > 0, "CenterCrop: size must be > 0, got ", height, " x ", width);
+}
+
+namespace {
+
+// Input index of output index 0 along an axis of `size` cropped (or padded) to `crop`.
+int64_t center_origin(int64_t size, int64_t crop) {
+  if (crop <= size) return static_cast<int64_t>(std::nearbyint((size - crop) / 2.0));  // ties to even, as Python
+  return -((crop - size) / 2);
+}
+
+}  // namespace
+
+Tensor CenterCrop::operator()(const Tensor& batch, Generator&) const {
+  Tensor x = as_batch(batch, "CenterCrop");
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  if (H == height_ && W == width_) return batch;
+  const int64_t oh = height_, ow = width_, dy = center_origin(H, oh), dx = center_origin(W, ow);
+  Tensor out = Tensor::empty(batch.dim() == 4 ? Shape{B, C, oh, ow} : Shape{C, oh, ow});
+  const float* src = x.data<float>();
+  float* dst = out.data<float>();
+  const int64_t x0 = std::clamp<int64_t>(-dx, 0, ow), x1 = std::clamp<int64_t>(W - dx, x0, ow);
+  for (int64_t p = 0; p < B * C; ++p) {
+    const float* s = src + p * H * W;
+    float* d = dst + p * oh * ow;
+    for (int64_t y = 0; y < oh; ++y) {
+      float* row = d + y * ow;
+      const int64_t sy = y + dy;
+      if (sy < 0 || sy >= H) {
+        std::fill(row, row + ow, 0.0f);
+        continue;
+      }
+      std::fill(row, row + x0, 0.0f);
+      std::copy(s + sy * W + x0 + dx, s + sy * W + x1 + dx, row + x0);
+      std::fill(row + x1, row + ow, 0.0f);
+    }
+  }
+  return out;
+}
+
+Grayscale::Grayscale(int num_output_channels) : out_channels_(num_output_channels) {
+  QSLIM_CHECK(num_output_channels == 1 || num_output_channels == 3,
+              "Grayscale: num_output_channels must be 1 or 3, got ", num_output_channels);
+}
+
+Tensor Grayscale::operator()(const Tensor& batch, Generator&) const {
+  Tensor x = as_batch(batch, "Grayscale");
+  const int64_t B = x.size(0), C = x.size(1), plane = x.size(2) * x.size(3);
+  QSLIM_CHECK(C == 1 || C == 3, "Grayscale: expected 1 (gray) or 3 (RGB) channels, got images ",
+              shape_str(batch.shape()));
+  if (C == out_channels_ && C == 1) return batch;
+  const Shape shape = batch.dim() == 4 ? Shape{B, out_channels_, x.size(2), x.size(3)}
+                                       : Shape{out_channels_, x.size(2), x.size(3)};
+  // RGB -> gray can overwrite the input in place (the R plane is the first output plane).
+  Tensor out = C == 3 && out_channels_ == 3 ? batch : Tensor::empty(shape);
+  const float* src = x.data<float>();
+  float* dst = out.data<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    const float* s = src + b * C * plane;
+    float* d = dst + b * out_channels_ * plane;
+    if (C == 3) {
+      for (int64_t i = 0; i < plane; ++i) d[i] = kLumaR * s[i] + kLumaG * s[plane + i] + kLumaB * s[2 * plane + i];
+    } else {
+      std::copy(s, s + plane, d);
+    }
+    for (int c = 1; c < out_channels_; ++c) std::copy(d, d + plane, d + c * plane);
+  }
+  out.bump_version();
+  return out;
 }
 
 Compose::Compose(std::vector<TransformPtr> transforms) : transforms_(std::move(transforms)) {

@@ -51,6 +51,42 @@ class RandomHorizontalFlip : public Transform {
   double p_;
 };
 
+// Resamples every image to height x width with a bilinear filter (see resize_planes in data/image_ops.h;
+// `antialias` as torchvision's Resize). Returns the batch itself when it already has that size.
+class Resize : public Transform {
+ public:
+  explicit Resize(int64_t size) : Resize(size, size) {}
+  Resize(int64_t height, int64_t width, bool antialias = true);
+  Tensor operator()(const Tensor& batch, Generator& gen) const override;
+
+ private:
+  int64_t height_, width_;
+  bool antialias_;
+};
+
+// Takes the central height x width window (torchvision's CenterCrop: the origin is round((H - h) / 2)
+// with Python's round-half-to-even, and an image smaller than the window is padded with zeros around it).
+class CenterCrop : public Transform {
+ public:
+  explicit CenterCrop(int64_t size) : CenterCrop(size, size) {}
+  CenterCrop(int64_t height, int64_t width);
+  Tensor operator()(const Tensor& batch, Generator& gen) const override;
+
+ private:
+  int64_t height_, width_;
+};
+
+// RGB (3 channels) to gray with the BT.601 luma weights of data/image_ops.h, repeated over
+// `num_output_channels` (1 or 3); gray (1 channel) input is repeated likewise.
+class Grayscale : public Transform {
+ public:
+  explicit Grayscale(int num_output_channels = 1);
+  Tensor operator()(const Tensor& batch, Generator& gen) const override;
+
+ private:
+  int out_channels_;
+};
+
 class Compose : public Transform {
  public:
   explicit Compose(std::vector<TransformPtr> transforms);

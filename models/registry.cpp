@@ -2,7 +2,13 @@
 
 #include <sstream>
 
+#include "models/googlenet.h"
 #include "models/lenet.h"
+#include "models/mobilenet_v1.h"
+#include "models/mobilenet_v2.h"
+#include "models/mobilenet_v3.h"
+#include "models/resnet.h"
+#include "models/vgg.h"
 
 namespace qslim::models {
 
@@ -64,7 +70,33 @@ void ModelArgs::finish(const std::vector<std::string>& allowed) const {
   }
 }
 
+namespace {
+
+using Builder = std::function<nn::ModulePtr(int64_t in_channels, int64_t num_classes, double width)>;
+
+// A registry entry taking in_channels, num_classes and width (defaults 1, 10, 1.0).
+ModelInfo entry(const std::string& name, const std::string& description, Builder build) {
+  return {name, description, [build](ModelArgs& a) -> nn::ModulePtr {
+            int64_t in = a.get_int("in_channels", 1), classes = a.get_int("num_classes", 10);
+            double width = a.get_double("width", 1.0);
+            a.finish({"in_channels", "num_classes", "width"});
+            QSLIM_CHECK(in > 0 && classes > 0, "model '", a.name(), "': in_channels (", in, ") and num_classes (",
+                        classes, ") must be positive");
+            return build(in, classes, width);
+          }};
+}
+
+template <typename M, typename... Pre>
+Builder simple(Pre... pre) {
+  return [=](int64_t in, int64_t classes, double width) -> nn::ModulePtr {
+    return std::make_shared<M>(pre..., in, classes, width);
+  };
+}
+
+}  // namespace
+
 const std::vector<ModelInfo>& model_registry() {
+  using Arch = MobileNetV3::Arch;
   static const std::vector<ModelInfo> registry = {
       {"lenet", "LeNet-5 (conv5x5 x2, fc 120-84-classes)",
        [](ModelArgs& a) -> nn::ModulePtr {
@@ -73,6 +105,30 @@ const std::vector<ModelInfo>& model_registry() {
          a.finish({"in_channels", "num_classes", "image_size"});
          return std::make_shared<LeNet5>(in, classes, size);
        }},
+      entry("resnet8", "CIFAR ResNet-8 (1 basic block per stage, 16/32/64)", simple<CifarResNet>(int64_t{8})),
+      entry("resnet20", "CIFAR ResNet-20, ResNetC of torch_models.py (3 blocks per stage, 16/32/64)",
+            simple<CifarResNet>(int64_t{20})),
+      entry("resnet32", "CIFAR ResNet-32 (5 blocks per stage, 16/32/64)", simple<CifarResNet>(int64_t{32})),
+      entry("resnet56", "CIFAR ResNet-56 (9 blocks per stage, 16/32/64)", simple<CifarResNet>(int64_t{56})),
+      entry("resnet18", "ResNet-18, torchvision names, 3x3 stem without max pool", resnet18),
+      entry("resnet34", "ResNet-34, torchvision names, 3x3 stem without max pool", resnet34),
+      entry("resnet50", "ResNet-50 (bottleneck), torchvision names, 3x3 stem without max pool", resnet50),
+      entry("resnet101", "ResNet-101 (bottleneck), torchvision names, 3x3 stem without max pool", resnet101),
+      entry("mobilenet_v1", "MobileNetV1, 13 depthwise-separable blocks, strides for small inputs",
+            simple<MobileNetV1>()),
+      entry("mobilenet_v2", "MobileNetV2, torchvision configuration and names, strides for small inputs",
+            simple<MobileNetV2>()),
+      entry("mobilenet_v2_small", "small MobileNetV2, MobileNetV2S of torch_models.py (8 blocks, head 320)",
+            simple<MobileNetV2Small>()),
+      entry("mobilenet_v3_small", "MobileNetV3-Small, torchvision names, strides for small inputs",
+            simple<MobileNetV3>(Arch::Small)),
+      entry("mobilenet_v3_large", "MobileNetV3-Large, torchvision names, strides for small inputs",
+            simple<MobileNetV3>(Arch::Large)),
+      entry("vgg11", "VGG-11 with batch norm, 3 max pools, classifier 512-512", simple<VGG>(int64_t{11})),
+      entry("vgg13", "VGG-13 with batch norm, 3 max pools, classifier 512-512", simple<VGG>(int64_t{13})),
+      entry("vgg16", "VGG-16 with batch norm, 3 max pools, classifier 512-512", simple<VGG>(int64_t{16})),
+      entry("vgg19", "VGG-19 with batch norm, 3 max pools, classifier 512-512", simple<VGG>(int64_t{19})),
+      entry("googlenet", "GoogLeNet (Inception v1), 3x3 stem, no auxiliary classifiers", simple<GoogLeNet>()),
   };
   return registry;
 }

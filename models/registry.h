@@ -32,7 +32,8 @@ struct ModelInfo {
   std::function<nn::ModulePtr(ModelArgs&)> build;
 };
 
-// Defaults: in_channels=1, num_classes=10, image_size=28 (Fashion-MNIST).
+// Every model takes in_channels (default 1) and num_classes (default 10); all but lenet take width
+// (e.g. "resnet18:width=0.5"); lenet takes image_size (default 28).
 nn::ModulePtr create_model(const std::string& spec);
 const std::vector<ModelInfo>& model_registry();
 

@@ -2,13 +2,17 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/factory.h"
@@ -467,6 +471,55 @@ TEST(Transforms, ComposeAppliesInOrderAndTakesSingleImages) {
     for (int c = 0; c < 2; ++c) EXPECT_FLOAT_EQ(out[r * 2 + c], (in[r * 2 + 1 - c] - 1.0f) / 2.0f);
 }
 
+TEST(Transforms, CenterCropCropsOrPadsAroundTheCentre) {
+  const int64_t B = 2, C = 3, H = 5, W = 6;
+  Tensor x = random_batch({B, C, H, W}, 6);
+  auto in = x.to_vector<float>();
+  Generator g;
+  // {crop h, crop w, dy, dx}: origins round half to even like torchvision (1.5 -> 2, 0.5 -> 0); a
+  // larger crop pads, the extra zero row/column going to the bottom/right.
+  for (auto [oh, ow, dy, dx] : std::vector<std::array<int64_t, 4>>{
+           {3, 4, 1, 1}, {2, 3, 2, 2}, {4, 4, 0, 1}, {8, 9, -1, -1}, {7, 4, -1, 1}, {1, 1, 2, 2}, {5, 5, 0, 0}}) {
+    Tensor y = data::CenterCrop(oh, ow)(x, g);
+    ASSERT_EQ(y.shape(), (Shape{B, C, oh, ow}));
+    auto out = y.to_vector<float>();
+    for (int64_t b = 0; b < B; ++b)
+      EXPECT_TRUE(is_shift(&in[b * C * H * W], &out[b * C * oh * ow], C, H, W, oh, ow, dy, dx))
+          << oh << " x " << ow << " sample " << b;
+  }
+  EXPECT_TRUE(data::CenterCrop(5, 6)(x, g).is_same(x));  // already that size
+  Tensor one = data::CenterCrop(3)(x.select(0, 1).contiguous(), g);
+  EXPECT_EQ(one.shape(), (Shape{C, 3, 3}));
+  EXPECT_TRUE(is_shift(&in[C * H * W], one.data<float>(), C, H, W, 3, 3, 1, 2));  // round(1.5) = 2
+  EXPECT_THROW(data::CenterCrop(0, 2), Error);
+}
+
+TEST(Transforms, GrayscaleUsesLumaWeights) {
+  Tensor rgb = random_batch({2, 3, 2, 3}, 7);
+  auto in = rgb.to_vector<float>();
+  Generator g;
+  auto gray = data::Grayscale(1)(rgb, g);
+  ASSERT_EQ(gray.shape(), (Shape{2, 1, 2, 3}));
+  auto out = gray.to_vector<float>();
+  for (int b = 0; b < 2; ++b)
+    for (int i = 0; i < 6; ++i) {
+      const float* p = &in[b * 18 + i];
+      EXPECT_NEAR(out[b * 6 + i], 0.299 * p[0] + 0.587 * p[6] + 0.114 * p[12], 1e-6);
+    }
+  auto three = data::Grayscale(3)(rgb.clone(), g).to_vector<float>();
+  for (int b = 0; b < 2; ++b)
+    for (int c = 0; c < 3; ++c)
+      for (int i = 0; i < 6; ++i) EXPECT_EQ(three[b * 18 + c * 6 + i], out[b * 6 + i]);
+  auto rep = data::Grayscale(3)(gray, g);
+  EXPECT_EQ(rep.shape(), (Shape{2, 3, 2, 3}));
+  for (int b = 0; b < 2; ++b)
+    for (int c = 0; c < 3; ++c)
+      for (int i = 0; i < 6; ++i) EXPECT_EQ(rep.to_vector<float>()[b * 18 + c * 6 + i], out[b * 6 + i]);
+  EXPECT_TRUE(data::Grayscale(1)(gray, g).is_same(gray));
+  EXPECT_THROW(data::Grayscale(2), Error);
+  EXPECT_THROW(data::Grayscale(1)(random_batch({1, 2, 2, 2}, 1), g), Error);
+}
+
 // ---- DataLoader ----
 
 std::vector<std::vector<int64_t>> epoch_labels(DataLoader& loader) {
@@ -555,12 +608,118 @@ TEST(DataLoader, PrefetchOnAndOffGiveIdenticalAugmentedBatches) {
   EXPECT_NE(run(2, 5), sync);
 }
 
+TEST(DataLoader, EachBatchIsAugmentedWithItsOwnSeed) {
+  Generator g(4);
+  Tensor images = randint(0, 256, {30, 2, 5, 5}, DType::I64, &g).to(DType::U8);
+  auto ds = std::make_shared<data::TensorDataset>(images, arange(30));
+  auto aug = std::make_shared<data::Compose>(std::vector<data::TransformPtr>{
+      std::make_shared<data::RandomCrop>(5, 1), std::make_shared<data::RandomHorizontalFlip>(0.5)});
+  DataLoader loader(ds, {.batch_size = 7, .shuffle = true, .seed = 9, .transform = aug, .workers = 2});
+  loader.set_epoch(3);
+  const std::vector<int64_t> order = loader.indices(3);
+  int64_t b = 0;
+  for (Batch& batch : loader) {
+    const int64_t begin = b * 7, end = std::min<int64_t>(begin + 7, 30);
+    Batch plain = ds->get_batch(std::vector<int64_t>(order.begin() + begin, order.begin() + end));
+    Generator gen(DataLoader::augmentation_seed(9, 3, b));
+    EXPECT_TRUE(testing::AllClose(batch.images, (*aug)(plain.images, gen), 0, 0)) << "batch " << b;
+    EXPECT_EQ(batch.labels.to_vector<int64_t>(), plain.labels.to_vector<int64_t>());
+    ++b;
+  }
+  EXPECT_EQ(b, 5);
+  std::set<uint64_t> seeds;
+  for (uint64_t seed : {0, 1})
+    for (int64_t e = 0; e < 4; ++e)
+      for (int64_t k = 0; k < 4; ++k) seeds.insert(DataLoader::augmentation_seed(seed, e, k));
+  EXPECT_EQ(seeds.size(), 32u);
+}
+
+// Delegates to a TensorDataset after sleeping a time that varies with the batch, so workers finish
+// out of order; records how many batches were requested and the most requested at once.
+class SlowDataset : public data::Dataset {
+ public:
+  explicit SlowDataset(std::shared_ptr<data::TensorDataset> inner, int max_sleep_us = 3000)
+      : inner_(std::move(inner)), max_sleep_us_(max_sleep_us) {}
+  int64_t size() const override { return inner_->size(); }
+  data::Example get(int64_t i) const override { return inner_->get(i); }
+  void get_batch(const std::vector<int64_t>& indices, Batch& out) const override {
+    const int now = ++in_flight_;
+    int seen = max_in_flight_.load();
+    while (now > seen && !max_in_flight_.compare_exchange_weak(seen, now)) {
+    }
+    ++requested_;
+    std::this_thread::sleep_for(std::chrono::microseconds((indices[0] * 7919) % (max_sleep_us_ + 1)));
+    inner_->get_batch(indices, out);
+    --in_flight_;
+  }
+  int max_in_flight() const { return max_in_flight_; }
+  int requested() const { return requested_; }
+
+ private:
+  std::shared_ptr<data::TensorDataset> inner_;
+  int max_sleep_us_;
+  mutable std::atomic<int> in_flight_{0}, max_in_flight_{0}, requested_{0};
+};
+
+TEST(DataLoader, WorkerCountDoesNotChangeBatches) {
+  Generator g(5);
+  Tensor images = randint(0, 256, {61, 3, 6, 6}, DType::I64, &g).to(DType::U8);
+  auto ds = std::make_shared<SlowDataset>(std::make_shared<data::TensorDataset>(images, arange(61)));
+  auto aug = std::make_shared<data::Compose>(std::vector<data::TransformPtr>{
+      std::make_shared<data::RandomCrop>(6, 2), std::make_shared<data::RandomHorizontalFlip>(0.5)});
+  auto run = [&](int workers, int prefetch) {
+    DataLoader loader(ds, {.batch_size = 4, .shuffle = true, .seed = 11, .transform = aug, .prefetch = prefetch,
+                           .workers = workers});
+    std::vector<std::vector<float>> images_out;
+    std::vector<std::vector<int64_t>> labels_out;
+    for (int epoch = 0; epoch < 2; ++epoch) {
+      std::multiset<int64_t> seen;
+      for (Batch& b : loader) {
+        images_out.push_back(b.images.to_vector<float>());
+        labels_out.push_back(b.labels.to_vector<int64_t>());
+        seen.insert(labels_out.back().begin(), labels_out.back().end());
+      }
+      EXPECT_EQ(seen.size(), 61u);
+      for (int64_t i = 0; i < 61; ++i) EXPECT_EQ(seen.count(i), 1u) << "example " << i << " in epoch " << epoch;
+    }
+    return std::make_pair(images_out, labels_out);
+  };
+  const auto one = run(1, 2);
+  EXPECT_EQ(one.first.size(), 32u);
+  EXPECT_EQ(run(3, 2), one);
+  EXPECT_GT(ds->max_in_flight(), 1);  // the workers did overlap
+  EXPECT_EQ(run(4, 8), one);
+  EXPECT_EQ(run(3, 0), one);  // prefetch 0: loaded in the consumer thread
+}
+
+TEST(DataLoader, WorkersStayWithinTheWindow) {
+  Generator g(6);
+  Tensor images = randint(0, 256, {80, 1, 2, 2}, DType::I64, &g).to(DType::U8);
+  auto ds = std::make_shared<SlowDataset>(std::make_shared<data::TensorDataset>(images, arange(80)), 200);
+  for (auto [workers, prefetch] : std::vector<std::pair<int, int>>{{3, 2}, {2, 5}, {1, 1}}) {
+    const int window = std::max(workers, prefetch);
+    const int before = ds->requested();
+    DataLoader loader(ds, {.batch_size = 4, .prefetch = prefetch, .workers = workers});
+    int consumed = 0;
+    for (Batch& b : loader) {
+      ++consumed;
+      EXPECT_EQ(b.labels.to_vector<int64_t>()[0], (consumed - 1) * 4);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));  // let the workers run ahead
+      EXPECT_LE(ds->requested() - before, consumed + window) << workers << " workers, prefetch " << prefetch;
+    }
+    EXPECT_EQ(consumed, 20);
+    EXPECT_EQ(ds->requested() - before, 20);
+  }
+  EXPECT_THROW(DataLoader(ds, {.workers = 0}), Error);
+  EXPECT_THROW(DataLoader(ds, {.workers = 65}), Error);
+}
+
 TEST(DataLoader, HeldBatchesAreNeverOverwritten) {
   Generator g(3);
   Tensor images = randint(0, 256, {64, 1, 4, 4}, DType::I64, &g).to(DType::U8);
   auto ds = std::make_shared<data::TensorDataset>(images, arange(64));
-  for (int prefetch : {0, 2}) {
-    DataLoader loader(ds, {.batch_size = 4, .prefetch = prefetch});
+  for (auto [prefetch, workers] : std::vector<std::pair<int, int>>{{0, 1}, {2, 1}, {2, 3}}) {
+    DataLoader loader(ds, {.batch_size = 4, .prefetch = prefetch, .workers = workers});
     std::vector<Batch> kept;
     std::set<const void*> buffers;
     int i = 0;
@@ -580,23 +739,25 @@ TEST(DataLoader, HeldBatchesAreNeverOverwritten) {
 
 TEST(DataLoader, AbandoningAnEpochStopsCleanly) {
   auto ds = std::make_shared<IndexDataset>(1000);
-  DataLoader loader(ds, {.batch_size = 2, .shuffle = true, .seed = 1, .prefetch = 2});
-  for (int round = 0; round < 20; ++round) {
-    int n = 0;
-    for (Batch& b : loader) {
-      (void)b;
-      if (++n == 3) break;
+  for (int workers : {1, 3}) {
+    DataLoader loader(ds, {.batch_size = 2, .shuffle = true, .seed = 1, .prefetch = 2, .workers = workers});
+    for (int round = 0; round < 20; ++round) {
+      int n = 0;
+      for (Batch& b : loader) {
+        (void)b;
+        if (++n == 3) break;
+      }
+      EXPECT_EQ(n, 3);
     }
-    EXPECT_EQ(n, 3);
+    auto it = loader.begin();  // dropped without iterating
+    EXPECT_NE(it, loader.end());
   }
-  auto it = loader.begin();  // dropped without iterating
-  EXPECT_NE(it, loader.end());
 }
 
 TEST(DataLoader, WorkerErrorsReachTheConsumer) {
   auto ds = std::make_shared<IndexDataset>(40, 25);
-  for (int prefetch : {0, 2}) {
-    DataLoader loader(ds, {.batch_size = 4, .prefetch = prefetch});
+  for (auto [prefetch, workers] : std::vector<std::pair<int, int>>{{0, 1}, {2, 1}, {2, 3}, {6, 4}}) {
+    DataLoader loader(ds, {.batch_size = 4, .prefetch = prefetch, .workers = workers});
     int batches = 0;
     expect_error(
         [&] {
@@ -609,8 +770,10 @@ TEST(DataLoader, WorkerErrorsReachTheConsumer) {
     EXPECT_EQ(batches, 6);  // batches 0..5 hold examples 0..23; batch 6 fails
   }
   auto first_bad = std::make_shared<IndexDataset>(40, 0);
-  DataLoader loader(first_bad, {.batch_size = 4, .prefetch = 2});
-  expect_error([&] { loader.begin(); }, {"example 0 is broken"});
+  for (int workers : {1, 3}) {
+    DataLoader loader(first_bad, {.batch_size = 4, .prefetch = 2, .workers = workers});
+    expect_error([&] { loader.begin(); }, {"example 0 is broken"});
+  }
   EXPECT_THROW(DataLoader(ds, {.batch_size = 0}), Error);
 }
 

@@ -100,6 +100,8 @@ std::vector<ConvCase> small_cases() {
       {"groups2", 2, 4, 5, 5, 6, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 2), true},
       {"depthwise3x3", 2, 3, 6, 6, 3, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 3), true},
       {"depthwise_stride2", 2, 4, 7, 6, 4, 3, 3, params({2, 2}, {1, 1}, {1, 1}, 4), false},
+      {"depthwise5x5_stride32", 1, 2, 11, 13, 2, 5, 5, params({3, 2}, {2, 2}, {1, 1}, 2), true},
+      {"depthwise_pad_beyond_kernel", 2, 2, 5, 6, 2, 3, 3, params({1, 1}, {3, 3}, {1, 1}, 2), true},
       {"depthwise_dilated_nopad", 1, 2, 7, 8, 2, 3, 2, params({1, 2}, {0, 0}, {2, 1}, 2), true},
       {"channel_multiplier", 2, 2, 5, 5, 4, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 2), true},
       {"pointwise", 2, 4, 4, 5, 3, 1, 1, params({1, 1}, {0, 0}, {1, 1}, 1), true},
@@ -241,6 +243,12 @@ TEST(Conv2d, Errors) {
   expect_error([&] { conv2d(zeros({4, 4}), zeros({3, 2, 3, 3})); }, {"conv2d", "[4, 4]"});
   expect_error([&] { conv2d(zeros({1, 2, 4, 4}), zeros({3, 2, 3, 3}), Tensor(), params({0, 1}, {0, 0}, {1, 1}, 1)); },
                {"conv2d", "stride"});
+  // An empty batch gives an empty output and zero weight gradients.
+  Tensor we = ones({2, 3, 3, 3}).set_requires_grad();
+  Tensor ye = conv2d(zeros({0, 3, 8, 8}), we, Tensor(), params({1, 1}, {1, 1}, {1, 1}, 1));
+  EXPECT_EQ(ye.shape(), (Shape{0, 2, 8, 8}));
+  ye.backward(zeros({0, 2, 8, 8}));
+  EXPECT_TRUE(AllClose(we.grad(), zeros({2, 3, 3, 3}), 0, 0));
   // 5x5 with padding 2 fits a 1x1 input (padded to 5x5).
   EXPECT_EQ(conv2d(zeros({1, 1, 1, 1}), zeros({1, 1, 5, 5}), Tensor(), params({1, 1}, {2, 2}, {1, 1}, 1)).shape(),
             (Shape{1, 1, 1, 1}));
@@ -258,6 +266,8 @@ std::vector<PoolCase> pool_cases() {
   return {
       {"2x2", 2, 3, 6, 8, {2, 2}, {0, 0}, {0, 0}},
       {"2x2_odd_input", 1, 2, 7, 5, {2, 2}, {2, 2}, {0, 0}},
+      {"2x2_wide_rows", 1, 2, 4, 40, {2, 2}, {0, 0}, {0, 0}},
+      {"2x2_odd_wide_rows", 1, 1, 5, 37, {2, 2}, {0, 0}, {0, 0}},
       {"3x3_s2_p1", 2, 2, 7, 6, {3, 3}, {2, 2}, {1, 1}},
       {"3x2_s12_p10", 1, 3, 5, 6, {3, 2}, {1, 2}, {1, 0}},
       {"overlapping_3x3_s1", 1, 2, 5, 5, {3, 3}, {1, 1}, {0, 0}},
@@ -320,9 +330,26 @@ TEST(Pool2d, MaxPoolGradcheck) {
   }
 }
 
+TEST(Pool2d, MaxPoolF32GradientMatchesF64) {
+  // The f32 2x2 kernel is vectorised separately; its argmax must agree with the f64 one.
+  for (const PoolCase& c : pool_cases()) {
+    Tensor x64 = distinct_input(c, 12).set_requires_grad();
+    Tensor x32 = x64.detach().to(DType::F32).set_requires_grad();
+    Tensor y64 = max_pool2d(x64, c.k, c.s, c.pad), y32 = max_pool2d(x32, c.k, c.s, c.pad);
+    Generator g(1);
+    Tensor gy = randn(y64.shape(), DType::F64, &g);
+    y64.backward(gy);
+    y32.backward(gy.to(DType::F32));
+    EXPECT_TRUE(AllClose(x32.grad().to(DType::F64), x64.grad(), 1e-6, 1e-6)) << c.name;
+  }
+}
+
 TEST(Pool2d, MaxPoolPropagatesNaN) {
-  Tensor x = tensor({1, NAN, 3, 2}, {1, 1, 2, 2});
-  EXPECT_TRUE(std::isnan(max_pool2d(x, {2, 2}).item()));
+  for (DType dt : {DType::F32, DType::F64}) {
+    Tensor x = tensor({1, NAN, 3, 2}, {1, 1, 2, 2}, dt);
+    EXPECT_TRUE(std::isnan(max_pool2d(x, {2, 2}).item()));
+    EXPECT_TRUE(std::isnan(max_pool2d(x, {2, 2}, {1, 1}).item()));
+  }
 }
 
 TEST(Pool2d, AvgPoolForwardMatchesNaive) {

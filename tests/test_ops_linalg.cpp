@@ -156,8 +156,11 @@ TEST(Matmul, Errors) {
   EXPECT_THROW(matmul(zeros({2, 3}), zeros({3, 4}, DType::F64)), Error);
   EXPECT_THROW(matmul(zeros({2, 3}, DType::I32), zeros({3, 4}, DType::I32)), Error);
   EXPECT_THROW(matmul(scalar_tensor(1.0), zeros({3})), Error);
-  // Empty inner dimension gives zeros.
+  // Empty inner dimension gives zeros; empty batches and rows give empty results.
   EXPECT_TRUE(AllClose(matmul(zeros({2, 0}), zeros({0, 3})), zeros({2, 3}), 0, 0));
+  EXPECT_EQ(matmul(zeros({0, 3, 4}), zeros({4, 5})).shape(), (Shape{0, 3, 5}));
+  EXPECT_EQ(matmul(zeros({2, 0, 4}), zeros({2, 4, 5})).shape(), (Shape{2, 0, 5}));
+  EXPECT_EQ(linear(zeros({0, 4}), zeros({3, 4}), zeros({3})).shape(), (Shape{0, 3}));
 }
 
 TEST(Linear, ForwardMatchesNaive) {

@@ -1,41 +1,71 @@
-// qslim eval: evaluate a checkpoint on the Fashion-MNIST test set.
+// qslim eval: evaluate a checkpoint (model.safetensors or train_state.safetensors) on the test split of
+// the dataset it was trained on, normalised as it was in training.
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "core/parallel.h"
-#include "data/fashion_mnist.h"
 #include "models/registry.h"
 #include "nn/checkpoint.h"
 #include "tools/commands.h"
+#include "train/dataset_spec.h"
+#include "train/train_state.h"
 #include "train/trainer.h"
 
 namespace qslim::tools {
 
 namespace {
 struct EvalArgs {
-  std::string checkpoint, model, data_dir;
+  std::string checkpoint, model, dataset, data_dir;
   int threads = 0;
   int64_t limit = -1;
+  int64_t batch_size = 256;
+  bool json = false;
 };
+
+std::string meta_or(const std::map<std::string, std::string>& m, const char* key, const std::string& fallback) {
+  auto it = m.find(key);
+  return it == m.end() ? fallback : it->second;
+}
 
 void run_eval(const EvalArgs& a) {
   set_num_threads(a.threads);
   auto loaded = nn::load_tensors(a.checkpoint);
-  std::string spec = a.model;
-  if (spec.empty()) {
-    auto it = loaded.metadata.find("model");
-    QSLIM_CHECK(it != loaded.metadata.end(), a.checkpoint,
-                ": no 'model' entry in the checkpoint metadata; pass --model to say which network it holds");
-    spec = it->second;
-  }
+  const auto& meta = loaded.metadata;
+  std::string spec = a.model.empty() ? meta_or(meta, "model", "") : a.model;
+  QSLIM_CHECK(!spec.empty(), a.checkpoint,
+              ": no 'model' entry in the checkpoint metadata; pass --model to say which network it holds");
+  // A training state holds the model's tensors unprefixed beside "optim." and "sched." entries.
+  nn::NamedTensors tensors;
+  const bool train_state = meta_or(meta, "format", "") == train::kTrainStateFormat;
+  for (auto& [name, t] : loaded.tensors)
+    if (!train_state || (name.rfind("optim.", 0) != 0 && name.rfind("sched.", 0) != 0)) tensors.emplace_back(name, t);
   auto model = models::create_model(spec);
   try {
-    model->load_state_dict(loaded.tensors, true);
+    model->load_state_dict(tensors, true);
   } catch (const Error& e) {
     QSLIM_FAIL(a.checkpoint, ": does not fit model '", spec, "': ", e.what());
   }
-  auto test_set = data::load_fashion_mnist(false, a.data_dir, a.limit);
-  train::TrainConfig defaults;
-  auto r = train::evaluate(*model, test_set, defaults.mean, defaults.std);
+  const std::string dataset_text = a.dataset.empty() ? meta_or(meta, "dataset", "fashion-mnist") : a.dataset;
+  train::DatasetSpec ds = train::DatasetSpec::parse(dataset_text);
+  if (ds.kind == "fashion-mnist" && ds.dir.empty()) ds.dir = a.data_dir;
+  std::vector<float> mean, std;
+  const bool has_stats = meta.count("mean") && meta.count("std");
+  train::LoadedData data = train::load_dataset(ds, a.limit, /*with_train=*/!has_stats && ds.kind != "fashion-mnist");
+  if (has_stats) {
+    mean = train::parse_float_list(meta.at("mean"), a.checkpoint + ": metadata 'mean'");
+    std = train::parse_float_list(meta.at("std"), a.checkpoint + ": metadata 'std'");
+  } else {
+    train::normalization_for(ds, data, mean, std);
+  }
+  QSLIM_CHECK(mean.size() == 1 || static_cast<int64_t>(mean.size()) == data.channels, a.checkpoint, ": ",
+              mean.size(), " normalisation means for ", data.channels, "-channel images of ", ds.str());
+  auto r = train::evaluate(*model, data.test, mean, std, a.batch_size);
+  if (a.json) {
+    nlohmann::json j = {{"checkpoint", a.checkpoint}, {"model", spec}, {"dataset", ds.str()}, {"top1", r.top1},
+                        {"top5", r.top5},           {"loss", r.loss}, {"samples", r.samples}};
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
   std::printf("%s (%s): test top-1 %.2f%%  top-5 %.2f%%  loss %.4f  on %lld images\n", a.checkpoint.c_str(),
               spec.c_str(), r.top1, r.top5, r.loss, static_cast<long long>(r.samples));
 }
@@ -43,12 +73,18 @@ void run_eval(const EvalArgs& a) {
 
 void add_eval_command(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
-  CLI::App* cmd = app.add_subcommand("eval", "Evaluate a checkpoint on the Fashion-MNIST test set");
-  cmd->add_option("--checkpoint", a->checkpoint, "A .safetensors checkpoint written by qslim train")->required();
+  CLI::App* cmd = app.add_subcommand("eval", "Evaluate a checkpoint on the test split of its dataset");
+  cmd->add_option("--checkpoint", a->checkpoint, "model.safetensors or train_state.safetensors written by qslim train")
+      ->required();
   cmd->add_option("--model", a->model, "Model spec (default: the one recorded in the checkpoint)");
+  cmd->add_option("--dataset", a->dataset,
+                  "fashion-mnist[:DIR] | cifar10:DIR | cifar100:DIR | folder:DIR[:size=N,gray] (default: the one "
+                  "recorded in the checkpoint, else fashion-mnist)");
   cmd->add_option("--data-dir", a->data_dir, "Fashion-MNIST directory");
   cmd->add_option("--threads", a->threads, "Threads");
+  cmd->add_option("--batch-size", a->batch_size, "Batch size")->capture_default_str();
   cmd->add_option("--limit", a->limit, "Evaluate only the first N test images");
+  cmd->add_flag("--json", a->json, "Print the figures as one JSON line");
   cmd->callback([a] { run_eval(*a); });
 }
 

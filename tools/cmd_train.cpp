@@ -1,38 +1,106 @@
-// qslim train: train a zoo model on Fashion-MNIST, report test accuracy per epoch, checkpoint per epoch.
+// qslim train: train a zoo model on a dataset, from flags or a recipe, report test accuracy per epoch,
+// checkpoint per epoch, and resume an interrupted run bit for bit.
 #include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "core/parallel.h"
 #include "core/random.h"
-#include "data/fashion_mnist.h"
 #include "models/registry.h"
 #include "tools/commands.h"
 #include "tools/peak_rss.h"
 #include "tools/progress.h"
+#include "train/dataset_spec.h"
+#include "train/recipe.h"
+#include "train/train_state.h"
 #include "train/trainer.h"
 
 namespace qslim::tools {
 
 namespace {
-struct TrainArgs {
-  train::TrainConfig config;
-  int threads = 0;
-  std::string data_dir;
-  int64_t limit = -1;
+
+// A command-line flag that overrides one recipe key when given.
+struct KeyFlag {
+  std::string key;
+  std::string value;
+  bool flag_value = false;
+  bool is_bool = false;
+  CLI::Option* option = nullptr;
 };
 
-void run_train(TrainArgs a) {
-  train::TrainConfig& c = a.config;
-  train::validate(c);
+struct TrainArgs {
+  std::deque<KeyFlag> flags;  // deque: CLI11 keeps pointers to the values
+  std::string recipe, resume, out_dir, data_dir;
+  int threads = 0;
+  int workers = 1;
+  int64_t limit = -1;
+  int stop_after = 0;
+  bool json = false;
+  CLI::Option *threads_opt = nullptr, *limit_opt = nullptr;
+};
+
+// Keys a resumed run may change: the others would silently break the continuation.
+bool changeable_on_resume(const std::string& key) { return key == "epochs" || key == "dataset"; }
+
+void run_train(TrainArgs& a) {
+  std::vector<std::pair<std::string, std::string>> overrides;
+  for (const KeyFlag& f : a.flags)
+    if (f.option->count() > 0) overrides.emplace_back(f.key, f.is_bool ? (f.flag_value ? "true" : "false") : f.value);
+
+  train::TrainConfig base;
+  std::string resume_path;
+  train::TrainState saved;
+  if (!a.resume.empty()) {
+    QSLIM_CHECK(a.recipe.empty(), "--recipe and --resume cannot be combined: a resumed run continues with the "
+                                  "configuration saved in its checkpoint");
+    resume_path = train::resolve_resume_path(a.resume);
+    saved = train::load_train_state(resume_path);
+    train::apply_recipe_json(saved.config_json, "training state " + resume_path + " config", base);
+    for (const auto& [key, value] : overrides) {
+      std::string flag = "--" + key;
+      for (char& ch : flag) ch = ch == '_' ? '-' : ch;
+      QSLIM_CHECK(changeable_on_resume(key), "--resume continues the saved configuration; ", flag,
+                  " cannot change on resume (only --epochs and --dataset can)");
+    }
+    if (a.threads_opt->count() == 0) a.threads = saved.threads;
+    if (a.limit_opt->count() == 0) a.limit = saved.limit;
+    if (a.out_dir.empty()) a.out_dir = std::filesystem::path(resume_path).parent_path().string();
+  }
+  train::ResolvedConfig rc = train::resolve_config(base, a.recipe, overrides);
+  train::TrainConfig& c = rc.config;
+  c.out_dir = a.out_dir;
+  c.resume_from = resume_path;
+  c.stop_after_epoch = a.stop_after;
+  c.limit = a.limit;
+  c.workers = a.workers;
   set_num_threads(a.threads);
+  if (!resume_path.empty() && saved.threads != num_threads())
+    std::printf("note: the checkpoint was trained with %d threads and this run uses %d; the results can differ "
+                "in the last bits from an uninterrupted run\n",
+                saved.threads, num_threads());
+
+  train::DatasetSpec ds = train::DatasetSpec::parse(c.dataset);
+  if (ds.kind == "fashion-mnist" && ds.dir.empty()) ds.dir = a.data_dir;
+  train::LoadedData data = train::load_dataset(ds, a.limit);
+  if (resume_path.empty() && !rc.set_keys.count("mean") && !rc.set_keys.count("std"))
+    train::normalization_for(ds, data, c.mean, c.std);
+  c.model = train::resolve_model_spec(c.model, data);
+  train::validate(c);
+
   manual_seed(c.seed);
   auto model = models::create_model(c.model);
-  auto train_set = data::load_fashion_mnist(true, a.data_dir, a.limit);
-  auto test_set = data::load_fashion_mnist(false, a.data_dir, a.limit);
-  std::printf("training %s (%lld parameters) on Fashion-MNIST: %lld train / %lld test images, %d epochs, "
-              "batch %lld, %s lr %g, %s schedule, %d threads\n",
-              c.model.c_str(), static_cast<long long>(model->num_parameters()),
-              static_cast<long long>(train_set->size()), static_cast<long long>(test_set->size()), c.epochs,
-              static_cast<long long>(c.batch_size), c.optimizer.c_str(), c.lr, c.schedule.c_str(), num_threads());
+  if (!a.recipe.empty())
+    std::printf("recipe %s%s%s\n", a.recipe.c_str(), rc.notes.empty() ? "" : ": ", rc.notes.c_str());
+  if (!resume_path.empty())
+    std::printf("resuming %s after epoch %d of %d\n", resume_path.c_str(), saved.epoch, c.epochs);
+  std::printf("training %s (%lld parameters) on %s: %lld train / %lld test images, %d epochs, batch %lld, %s lr %g%s, "
+              "%s schedule, %d threads\n",
+              c.model.c_str(), static_cast<long long>(model->num_parameters()), data.description.c_str(),
+              static_cast<long long>(data.train->size()), static_cast<long long>(data.test->size()), c.epochs,
+              static_cast<long long>(c.batch_size), c.optimizer.c_str(), c.lr,
+              c.optimizer == "sgd" && c.nesterov ? " nesterov" : "", c.schedule.c_str(), num_threads());
+  std::fflush(stdout);
   Progress progress;
   train::TrainCallbacks cb;
   cb.on_batch = [&](const train::BatchProgress& p) {
@@ -50,38 +118,90 @@ void run_train(TrainArgs a) {
                 r.seconds);
     std::fflush(stdout);
   };
-  auto reports = train::fit(*model, train_set, test_set, c, cb);
-  double total = 0;
-  for (const auto& r : reports) total += r.seconds;
-  const auto& last = reports.back();
-  std::printf("final: %s test top-1 %.2f%% top-5 %.2f%% after %d epochs (%s training, peak RSS %.0f MiB)%s%s\n",
-              c.model.c_str(), last.test.top1, last.test.top5, c.epochs, format_duration(total).c_str(),
-              peak_rss_mib(), c.out_dir.empty() ? "" : ", checkpoint ",
-              c.out_dir.empty() ? "" : (c.out_dir + "/model.safetensors").c_str());
+  auto history = train::fit(*model, data.train, data.test, c, cb);
+  QSLIM_CHECK(!history.empty(), "training: no epoch was run");
+  double total = 0, ips = 0;
+  int run_epochs = 0;
+  for (const auto& r : history) {
+    total += r.seconds;
+    if (resume_path.empty() || r.epoch > saved.epoch) ips += r.images_per_s, ++run_epochs;
+  }
+  const auto& last = history.back();
+  const std::string ckpt = c.out_dir.empty() ? "" : (std::filesystem::path(c.out_dir) / train::kModelFile).string();
+  if (a.json) {
+    nlohmann::json j = {{"model", c.model},          {"dataset", c.dataset},
+                        {"epochs", last.epoch},      {"top1", last.test.top1},
+                        {"top5", last.test.top5},    {"test_loss", last.test.loss},
+                        {"train_loss", last.train_loss}, {"seconds", total},
+                        {"img_s", run_epochs ? ips / run_epochs : 0.0}, {"checkpoint", ckpt},
+                        {"peak_rss_mib", peak_rss_mib()}};
+    std::printf("%s\n", j.dump().c_str());
+  }
+  const bool stopped = last.epoch < c.epochs;
+  std::printf("%s: %s test top-1 %.2f%% top-5 %.2f%% after %d%s epochs (%s training, peak RSS %.0f MiB)%s%s\n",
+              stopped ? "stopped" : "final", c.model.c_str(), last.test.top1, last.test.top5, last.epoch,
+              stopped ? (" of " + std::to_string(c.epochs)).c_str() : "", format_duration(total).c_str(),
+              peak_rss_mib(), ckpt.empty() ? "" : ", checkpoint ", ckpt.c_str());
+  if (stopped && !c.out_dir.empty())
+    std::printf("continue with: qslim train --resume %s\n", c.out_dir.c_str());
 }
+
 }  // namespace
 
 void add_train_command(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
-  train::TrainConfig& c = a->config;
-  CLI::App* cmd = app.add_subcommand("train", "Train a model on Fashion-MNIST");
-  cmd->add_option("--model", c.model, "Model spec, e.g. lenet or lenet:num_classes=10")->capture_default_str();
-  cmd->add_option("--epochs", c.epochs, "Epochs")->capture_default_str();
-  cmd->add_option("--lr", c.lr, "Peak learning rate")->capture_default_str();
-  cmd->add_option("--batch-size", c.batch_size, "Batch size")->capture_default_str();
-  cmd->add_option("--optimizer", c.optimizer, "sgd | adam | adamw")->capture_default_str();
-  cmd->add_option("--momentum", c.momentum, "SGD momentum")->capture_default_str();
-  cmd->add_option("--weight-decay", c.weight_decay, "Weight decay")->capture_default_str();
-  cmd->add_option("--schedule", c.schedule, "cosine | step | constant")->capture_default_str();
-  cmd->add_option("--warmup-epochs", c.warmup_epochs, "Linear warm-up epochs")->capture_default_str();
-  cmd->add_option("--label-smoothing", c.label_smoothing, "Label smoothing")->capture_default_str();
-  cmd->add_flag("--augment", c.augment, "Random crop (padding 2) and horizontal flip");
-  cmd->add_option("--seed", c.seed, "Seed for initialisation, shuffling and augmentation")->capture_default_str();
-  cmd->add_option("--threads", a->threads, "Threads (default: QSLIM_NUM_THREADS or all cores)");
-  cmd->add_option("--out", c.out_dir, "Directory for model.safetensors and metrics.jsonl");
+  CLI::App* cmd = app.add_subcommand("train", "Train a model (Fashion-MNIST, CIFAR-10/100 or an image folder)");
+  cmd->footer(
+      "Precedence: built-in defaults < --recipe (or the configuration saved in a --resume checkpoint) < flags.\n"
+      "Datasets: fashion-mnist[:DIR] | cifar10:DIR | cifar100:DIR | folder:DIR[:size=N,gray]");
+  const nlohmann::json defaults = nlohmann::json::parse(train::config_to_json(train::TrainConfig{}));
+  auto key_option = [&](const std::string& flag, const std::string& key, const std::string& help) {
+    KeyFlag& f = a->flags.emplace_back();
+    f.key = key;
+    const nlohmann::json& d = defaults.at(key);
+    const char* type = d.is_number_integer() ? "INT" : d.is_number() ? "FLOAT" : d.is_array() ? "LIST" : "TEXT";
+    f.option = cmd->add_option(flag, f.value, help)->type_name(type);
+    if (!d.is_array()) f.option->default_str(d.is_string() ? d.get<std::string>() : d.dump());
+  };
+  auto key_flag = [&](const std::string& flags, const std::string& key, const std::string& help) {
+    KeyFlag& f = a->flags.emplace_back();
+    f.key = key;
+    f.is_bool = true;
+    f.flag_value = defaults.at(key).get<bool>();
+    f.option = cmd->add_flag(flags, f.flag_value, help);
+  };
+  cmd->add_option("--recipe", a->recipe, "Recipe JSON (e.g. recipes/resnet20.json); flags override its values");
+  cmd->add_option("--resume", a->resume,
+                  "Continue from DIR/train_state.safetensors (or that FILE) after its last epoch, bit for bit");
+  key_option("--model", "model", "Model spec, e.g. lenet or resnet20:width=16");
+  key_option("--dataset", "dataset", "fashion-mnist[:DIR] | cifar10:DIR | cifar100:DIR | folder:DIR[:size=N,gray]");
+  key_option("--epochs", "epochs", "Epochs");
+  key_option("--batch-size", "batch_size", "Batch size");
+  key_option("--optimizer", "optimizer", "sgd | adam | adamw");
+  key_option("--lr", "lr", "Peak learning rate");
+  key_option("--momentum", "momentum", "SGD momentum");
+  key_flag("--nesterov,!--no-nesterov", "nesterov", "Nesterov momentum");
+  key_option("--weight-decay", "weight_decay", "Weight decay");
+  key_option("--schedule", "schedule", "cosine | step | constant");
+  key_option("--warmup-epochs", "warmup_epochs", "Linear warm-up epochs");
+  key_option("--step-size-epochs", "step_size_epochs", "Epochs between decays of the step schedule");
+  key_option("--gamma", "gamma", "Decay factor of the step schedule");
+  key_option("--label-smoothing", "label_smoothing", "Label smoothing");
+  key_flag("--augment,!--no-augment", "augment", "Augment: random crop after zero padding and horizontal flip");
+  key_option("--crop-padding", "crop_padding", "Padding of the random crop (0: no crop)");
+  key_flag("--flip,!--no-flip", "flip", "Random horizontal flip when augmenting");
+  key_option("--seed", "seed", "Seed for initialisation, shuffling and augmentation");
+  key_option("--mean", "mean", "Normalisation means per channel, comma-separated (default: from the dataset)");
+  key_option("--std", "std", "Normalisation stds per channel, comma-separated (default: from the dataset)");
+  a->threads_opt = cmd->add_option("--threads", a->threads, "Threads (default: QSLIM_NUM_THREADS or all cores)");
+  cmd->add_option("--workers", a->workers, "Data loader threads")->capture_default_str();
+  cmd->add_option("--out", a->out_dir,
+                  "Directory for model.safetensors, train_state.safetensors, metrics.jsonl and metrics.svg");
   cmd->add_option("--data-dir", a->data_dir, "Fashion-MNIST directory (default: $QSLIM_FASHION_MNIST or "
                                              "/usr/share/datasets/fashion-mnist)");
-  cmd->add_option("--limit", a->limit, "Use only the first N training and test images");
+  a->limit_opt = cmd->add_option("--limit", a->limit, "Use only the first N training and test images");
+  cmd->add_option("--stop-after", a->stop_after, "Stop after this epoch (continue later with --resume)");
+  cmd->add_flag("--json", a->json, "Print the final figures as one JSON line");
   cmd->callback([a] { run_train(*a); });
 }
 

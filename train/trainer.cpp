@@ -4,10 +4,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "autograd/ops.h"
-#include "core/kernels.h"
+#include "core/parallel.h"
+#include "core/random.h"
 #include "data/dataloader.h"
 #include "data/transforms.h"
 #include "nn/checkpoint.h"
@@ -15,6 +15,9 @@
 #include "nn/optim/lr_scheduler.h"
 #include "nn/optim/sgd.h"
 #include "train/metrics.h"
+#include "train/plot_svg.h"
+#include "train/recipe.h"
+#include "train/train_state.h"
 
 namespace qslim::train {
 
@@ -43,28 +46,65 @@ std::unique_ptr<optim::LRScheduler> make_schedule(const TrainConfig& c, optim::O
   return std::make_unique<optim::StepLR>(opt, total + 1, 1.0);  // constant
 }
 
-data::TransformPtr make_transform(const TrainConfig& c, bool train) {
+data::TransformPtr make_transform(const TrainConfig& c, const Shape& image_shape, bool train) {
   std::vector<data::TransformPtr> ts;
   if (train && c.augment) {
-    ts.push_back(std::make_shared<data::RandomCrop>(28, 2));
-    ts.push_back(std::make_shared<data::RandomHorizontalFlip>(0.5));
+    if (c.crop_padding > 0)
+      ts.push_back(std::make_shared<data::RandomCrop>(image_shape[1], image_shape[2], c.crop_padding));
+    if (c.flip) ts.push_back(std::make_shared<data::RandomHorizontalFlip>(0.5));
   }
   ts.push_back(std::make_shared<data::Normalize>(c.mean, c.std));
   return std::make_shared<data::Compose>(ts);
 }
-}  // namespace
 
-void validate(const TrainConfig& c) {
-  QSLIM_CHECK(c.optimizer == "sgd" || c.optimizer == "adam" || c.optimizer == "adamw", "unknown optimizer '",
-              c.optimizer, "' (allowed: sgd, adam, adamw)");
-  QSLIM_CHECK(c.schedule == "cosine" || c.schedule == "step" || c.schedule == "constant", "unknown schedule '",
-              c.schedule, "' (allowed: cosine, step, constant)");
-  QSLIM_CHECK(c.epochs >= 1, "epochs must be >= 1, got ", c.epochs);
-  QSLIM_CHECK(c.batch_size >= 1, "batch size must be >= 1, got ", c.batch_size);
-  QSLIM_CHECK(c.lr > 0 && std::isfinite(c.lr), "learning rate must be positive, got ", c.lr);
-  QSLIM_CHECK(c.label_smoothing >= 0 && c.label_smoothing < 1, "label smoothing must be in [0, 1), got ",
-              c.label_smoothing);
+// Puts the state saved after some epoch back into the model, optimizer, scheduler and global generator.
+TrainState restore(const TrainConfig& c, nn::Module& model, optim::Optimizer& opt, optim::LRScheduler& sched,
+                   int64_t train_examples) {
+  const std::string& path = c.resume_from;
+  TrainState s = load_train_state(path);
+  TrainConfig saved;
+  apply_recipe_json(s.config_json, "training state " + path + " config", saved);
+  QSLIM_CHECK(saved.model == c.model, "resume: ", path, " holds model '", saved.model, "' but this run trains '",
+              c.model, "'");
+  QSLIM_CHECK(s.train_examples == train_examples, "resume: ", path, " was trained on ", s.train_examples,
+              " training examples but this run has ", train_examples, " (use the same dataset and limit)");
+  try {
+    model.load_state_dict(s.model, true);
+    opt.load_state(s.optimizer);
+    sched.load_state(s.scheduler);
+    global_generator().set_state(s.generator_state);
+  } catch (const Error& e) {
+    QSLIM_FAIL("resume: ", path, ": ", e.what());
+  }
+  // The saved hyperparameters of the optimizer would otherwise shadow an edited configuration.
+  for (size_t g = 0; g < opt.num_groups(); ++g) {
+    optim::GroupOptions& o = opt.options(g);
+    o.weight_decay = c.weight_decay;
+    if (c.optimizer == "sgd") o.momentum = c.momentum, o.nesterov = c.nesterov;
+  }
+  return s;
 }
+
+void save_epoch(const TrainConfig& c, nn::Module& model, const optim::Optimizer& opt, const optim::LRScheduler& sched,
+                const std::vector<EpochReport>& history, int64_t train_examples) {
+  namespace fs = std::filesystem;
+  const EpochReport& last = history.back();
+  nn::save_module((fs::path(c.out_dir) / kModelFile).string(), model, model_metadata(c, last.epoch, last.test.top1));
+  TrainState s;
+  s.epoch = last.epoch;
+  s.config_json = config_to_json(c);
+  s.generator_state = global_generator().state();
+  s.threads = num_threads();
+  s.limit = c.limit;
+  s.train_examples = train_examples;
+  s.history = history;
+  s.model = model.state_dict();
+  s.optimizer = opt.state();
+  s.scheduler = sched.state();
+  save_train_state((fs::path(c.out_dir) / kTrainStateFile).string(), s);
+  write_training_curves_svg((fs::path(c.out_dir) / "metrics.svg").string(), history, c.model + " on " + c.dataset);
+}
+}  // namespace
 
 EvalResult evaluate(nn::Module& model, std::shared_ptr<const data::Dataset> dataset, const std::vector<float>& mean,
                     const std::vector<float>& std, int64_t batch_size) {
@@ -99,34 +139,50 @@ std::vector<EpochReport> fit(nn::Module& model, std::shared_ptr<const data::Data
                              std::shared_ptr<const data::Dataset> test_set, const TrainConfig& c,
                              const TrainCallbacks& cb) {
   validate(c);
+  QSLIM_CHECK(train_set != nullptr && test_set != nullptr, "training: null dataset");
+  QSLIM_CHECK(train_set->size() > 0, "training: the training set is empty");
+  const Shape image_shape = train_set->get(0).image.shape();
+  QSLIM_CHECK(image_shape.size() == 3, "training: expected images [C, H, W], got ", shape_str(image_shape));
   data::DataLoaderOptions lo;
   lo.batch_size = c.batch_size;
   lo.shuffle = true;
   lo.seed = c.seed;
   lo.drop_last = true;
   lo.prefetch = c.prefetch;
-  lo.transform = make_transform(c, true);
+  lo.workers = c.workers;
+  lo.transform = make_transform(c, image_shape, true);
   data::DataLoader loader(train_set, lo);
   const int64_t batches = loader.size();
   QSLIM_CHECK(batches > 0, "training: the training set (", train_set->size(), " examples) is smaller than one batch of ",
               c.batch_size);
   auto opt = make_optimizer(c, model.parameters());
   auto sched = make_schedule(c, *opt, batches);
+
+  std::vector<EpochReport> history;
+  int start = 0;
+  if (!c.resume_from.empty()) {
+    history = restore(c, model, *opt, *sched, train_set->size()).history;
+    start = static_cast<int>(history.size());
+    loader.set_epoch(start);  // loader epochs count from 0: epoch `start + 1` is loader epoch `start`
+  }
   std::ofstream log;
   if (!c.out_dir.empty()) {
     std::filesystem::create_directories(c.out_dir);
-    log.open(c.out_dir + "/metrics.jsonl", std::ios::trunc);
-    QSLIM_CHECK(log.good(), "training: cannot write ", c.out_dir, "/metrics.jsonl");
+    const std::string log_path = c.out_dir + "/metrics.jsonl";
+    log.open(log_path, std::ios::trunc);
+    QSLIM_CHECK(log.good(), "training: cannot write ", log_path);
+    for (const EpochReport& r : history) log << to_json_line(r) << "\n";
+    log.flush();
   }
-  std::vector<EpochReport> reports;
+  const int last_epoch = c.stop_after_epoch > 0 ? std::min(c.epochs, c.stop_after_epoch) : c.epochs;
   auto run_start = Clock::now();
   int64_t images_done = 0;
-  const int64_t images_total = batches * c.batch_size * c.epochs;
-  for (int epoch = 1; epoch <= c.epochs; ++epoch) {
+  const int64_t images_total = batches * c.batch_size * std::max(0, last_epoch - start);
+  for (int epoch = start + 1; epoch <= last_epoch; ++epoch) {
     model.train();
     auto t0 = Clock::now();
     double loss_sum = 0;
-    int64_t correct = 0, seen = 0, b = 0;
+    int64_t correct1 = 0, correct5 = 0, seen = 0, b = 0;
     double lr = opt->lr();
     for (data::Batch& batch : loader) {
       lr = opt->lr();
@@ -141,13 +197,14 @@ std::vector<EpochReport> fit(nn::Module& model, std::shared_ptr<const data::Data
       sched->step();
       int64_t n = batch.labels.size(0);
       loss_sum += lv * n;
-      correct += count_topk_correct(logits.detach(), batch.labels, 1);
+      Tensor detached = logits.detach();
+      correct1 += count_topk_correct(detached, batch.labels, 1);
+      correct5 += count_topk_correct(detached, batch.labels, 5);
       seen += n;
       images_done += n;
       ++b;
       if (cb.on_batch) {
-        double el = seconds_since(run_start);
-        double ips = images_done / std::max(el, 1e-9);
+        double ips = images_done / std::max(seconds_since(run_start), 1e-9);
         cb.on_batch({epoch, c.epochs, b, batches, lv, seen / std::max(seconds_since(t0), 1e-9),
                      (images_total - images_done) / std::max(ips, 1e-9)});
       }
@@ -157,23 +214,20 @@ std::vector<EpochReport> fit(nn::Module& model, std::shared_ptr<const data::Data
     r.seconds = seconds_since(t0);
     r.images_per_s = seen / std::max(r.seconds, 1e-9);
     r.train_loss = loss_sum / std::max<int64_t>(seen, 1);
-    r.train_top1 = 100.0 * correct / std::max<int64_t>(seen, 1);
+    r.train_top1 = 100.0 * correct1 / std::max<int64_t>(seen, 1);
+    r.train_top5 = 100.0 * correct5 / std::max<int64_t>(seen, 1);
     r.lr = lr;
     r.test = evaluate(model, test_set, c.mean, c.std);
-    reports.push_back(r);
+    history.push_back(r);
     if (!c.out_dir.empty()) {
-      nlohmann::json j = {{"epoch", epoch}, {"loss", r.train_loss}, {"train_top1", r.train_top1},
-                          {"test_loss", r.test.loss}, {"top1", r.test.top1}, {"top5", r.test.top5},
-                          {"lr", r.lr}, {"img_s", r.images_per_s}, {"seconds", r.seconds}};
-      log << j.dump() << "\n";
+      log << to_json_line(r) << "\n";
       log.flush();
-      nn::save_module(c.out_dir + "/model.safetensors", model,
-                      {{"model", c.model}, {"epoch", std::to_string(epoch)},
-                       {"test_top1", std::to_string(r.test.top1)}, {"format", "qslim-fp32"}});
+      QSLIM_CHECK(log.good(), "training: writing ", c.out_dir, "/metrics.jsonl failed");
+      save_epoch(c, model, *opt, *sched, history, train_set->size());
     }
     if (cb.on_epoch) cb.on_epoch(r);
   }
-  return reports;
+  return history;
 }
 
 }  // namespace qslim::train

@@ -125,6 +125,7 @@ void forward_range(const T* x, T* y, int64_t n, Activation act, T param) {
   }
 }
 
+// n <= kBlock for Silu, Gelu and GeluTanh (their temporaries live on the stack).
 template <typename T>
 void backward_block(const T* g, const T* s, T* o, int64_t n, Activation act, T param) {
   ConstArrayMap<T> gs(g, n), ss(s, n);
@@ -174,6 +175,9 @@ void backward_block(const T* g, const T* s, T* o, int64_t n, Activation act, T p
 
 template <typename T>
 void backward_range(const T* g, const T* s, T* o, int64_t n, Activation act, T param) {
+  // Only the activations that need a BlockArray temporary are cut into blocks.
+  const bool blocked = act == Activation::Silu || act == Activation::Gelu || act == Activation::GeluTanh;
+  if (!blocked) return backward_block(g, s, o, n, act, param);
   for (int64_t b = 0; b < n; b += kBlock) backward_block(g + b, s + b, o + b, std::min(kBlock, n - b), act, param);
 }
 

@@ -6,85 +6,15 @@
 
 #include "core/cpu/batch_parallel.h"
 #include "core/cpu/conv2d_direct.h"
+#include "core/cpu/depthwise.h"
 #include "core/cpu/gemm.h"
+#include "core/cpu/im2col.h"
 #include "core/cpu/scratch.h"
+#include "core/factory.h"
 #include "core/parallel.h"
 
 namespace qslim::cpu {
 namespace {
-
-// Output columns ow whose input column ow*stride - pad + offset lies in [0, width): [lo, hi).
-inline void valid_range(int64_t out, int64_t stride, int64_t pad, int64_t offset, int64_t width, int64_t& lo,
-                        int64_t& hi) {
-  const int64_t start = pad - offset;  // ow*stride >= start
-  lo = start > 0 ? (start + stride - 1) / stride : 0;
-  const int64_t lim = width + pad - offset;  // ow*stride < lim
-  hi = lim > 0 ? std::min(out, (lim + stride - 1) / stride) : 0;
-  lo = std::min(lo, out);
-  hi = std::max(hi, lo);
-}
-
-// One image [C, H, W] -> columns [C*KH*KW, OH*OW].
-template <typename T>
-void im2col(const T* x, const Conv2dGeometry& g, T* cols) {
-  const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w, P = OH * OW;
-  for (int64_t c = 0; c < g.in_channels; ++c) {
-    const T* xc = x + c * H * W;
-    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-        T* row = cols + ((c * g.kernel_h + kh) * g.kernel_w + kw) * P;
-        int64_t lo, hi;
-        valid_range(OW, g.stride_w, g.pad_w, kw * g.dilation_w, W, lo, hi);
-        const int64_t iw0 = lo * g.stride_w - g.pad_w + kw * g.dilation_w;
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          T* r = row + oh * OW;
-          const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
-          if (ih < 0 || ih >= H) {
-            std::fill(r, r + OW, T(0));
-            continue;
-          }
-          std::fill(r, r + lo, T(0));
-          std::fill(r + hi, r + OW, T(0));
-          const T* src = xc + ih * W + iw0;
-          if (g.stride_w == 1) {
-            std::memcpy(r + lo, src, (hi - lo) * sizeof(T));
-          } else {
-            for (int64_t ow = lo; ow < hi; ++ow) r[ow] = src[(ow - lo) * g.stride_w];
-          }
-        }
-      }
-    }
-  }
-}
-
-// Adds columns [C*KH*KW, OH*OW] back into one image [C, H, W] (which the caller zeroed).
-template <typename T>
-void col2im(const T* cols, const Conv2dGeometry& g, T* x) {
-  const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w, P = OH * OW;
-  for (int64_t c = 0; c < g.in_channels; ++c) {
-    T* xc = x + c * H * W;
-    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-        const T* row = cols + ((c * g.kernel_h + kh) * g.kernel_w + kw) * P;
-        int64_t lo, hi;
-        valid_range(OW, g.stride_w, g.pad_w, kw * g.dilation_w, W, lo, hi);
-        const int64_t iw0 = lo * g.stride_w - g.pad_w + kw * g.dilation_w;
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
-          if (ih < 0 || ih >= H) continue;
-          const T* r = row + oh * OW;
-          T* dst = xc + ih * W + iw0;
-          if (g.stride_w == 1) {
-#pragma omp simd
-            for (int64_t ow = lo; ow < hi; ++ow) dst[ow - lo] += r[ow];
-          } else {
-            for (int64_t ow = lo; ow < hi; ++ow) dst[(ow - lo) * g.stride_w] += r[ow];
-          }
-        }
-      }
-    }
-  }
-}
 
 template <typename T>
 void forward_gemm(const T* x, const T* w, const T* bias, T* y, const Conv2dGeometry& g) {
@@ -93,11 +23,13 @@ void forward_gemm(const T* x, const T* w, const T* bias, T* y, const Conv2dGeome
   const bool pointwise = g.pointwise();
   const int64_t chunks = batch_chunks(g.batch, 2.0 * g.out_channels * P * Kg);
   run_chunks(chunks, g.batch, [&](int64_t, int64_t b0, int64_t b1) {
-    T* cols = pointwise ? nullptr : thread_scratch<T>(ScratchSlot::Columns, G * Kg * P);
+    T* cols = pointwise ? nullptr : thread_scratch<T>(ScratchSlot::Columns, im2col_columns_size<T>(g));
+    T* pad = pointwise ? nullptr : thread_scratch<T>(ScratchSlot::Plane, im2col_scratch_size<T>(g));
+    if (pad) std::fill(pad, pad + im2col_scratch_size<T>(g), T(0));
     for (int64_t b = b0; b < b1; ++b) {
       const T* src = x + b * g.in_channels * HW;
       if (!pointwise) {
-        im2col(src, g, cols);
+        im2col(src, g, pad, cols);
         src = cols;
       }
       T* yb = y + b * g.out_channels * P;
@@ -110,6 +42,8 @@ void forward_gemm(const T* x, const T* w, const T* bias, T* y, const Conv2dGeome
   });
 }
 
+// The weight gradient is accumulated transposed, dW^T [Kg, Og] += columns [Kg, P] x gy^T: that
+// way Eigen packs the large column matrix in its cheap (non-transposing) direction.
 template <typename T>
 void backward_gemm(const T* gy, const T* x, const T* w, T* gx, T* gw, const Conv2dGeometry& g) {
   const int64_t G = g.groups, Cg = g.in_channels / G, Og = g.out_channels / G;
@@ -117,172 +51,48 @@ void backward_gemm(const T* gy, const T* x, const T* w, T* gx, T* gw, const Conv
   const int64_t wsize = g.out_channels * Kg;
   const bool pointwise = g.pointwise();
   const int64_t chunks = batch_chunks(g.batch, 2.0 * g.out_channels * P * Kg * ((gx ? 1 : 0) + (gw ? 1 : 0)));
-  // Each chunk accumulates its weight gradient separately (chunk 0 straight into gw), summed after.
-  Tensor partial;
-  if (gw) {
-    std::fill(gw, gw + wsize, T(0));
-    if (chunks > 1) partial = Tensor::empty({chunks - 1, wsize}, dtype_of<T>::value);
-  }
+  // One transposed accumulator per chunk, summed and transposed into gw at the end.
+  Tensor acc_t;
+  if (gw) acc_t = zeros({chunks, wsize}, dtype_of<T>::value);
   run_chunks(chunks, g.batch, [&](int64_t chunk, int64_t b0, int64_t b1) {
-    T* acc = nullptr;
-    if (gw) {
-      acc = chunk == 0 ? gw : partial.data<T>() + (chunk - 1) * wsize;
-      if (chunk > 0) std::fill(acc, acc + wsize, T(0));
-    }
-    T* cols = (!pointwise && gw) ? thread_scratch<T>(ScratchSlot::Columns, G * Kg * P) : nullptr;
-    T* dcols = (!pointwise && gx) ? thread_scratch<T>(ScratchSlot::GradColumns, G * Kg * P) : nullptr;
+    T* acc = gw ? acc_t.data<T>() + chunk * wsize : nullptr;
+    const int64_t cols_size = im2col_columns_size<T>(g), scratch_size = im2col_scratch_size<T>(g);
+    T* cols = (!pointwise && gw) ? thread_scratch<T>(ScratchSlot::Columns, cols_size) : nullptr;
+    T* dcols = (!pointwise && gx) ? thread_scratch<T>(ScratchSlot::GradColumns, cols_size) : nullptr;
+    T* pad = (!pointwise && gw) ? thread_scratch<T>(ScratchSlot::Plane, scratch_size) : nullptr;
+    T* gpad = (!pointwise && gx) ? thread_scratch<T>(ScratchSlot::GradPlane, scratch_size) : nullptr;
+    if (pad) std::fill(pad, pad + scratch_size, T(0));
     for (int64_t b = b0; b < b1; ++b) {
       const T* gyb = gy + b * g.out_channels * P;
       if (gw) {
         const T* src = x + b * g.in_channels * HW;
         if (!pointwise) {
-          im2col(src, g, cols);
+          im2col(src, g, pad, cols);
           src = cols;
         }
         for (int64_t grp = 0; grp < G; ++grp)
-          gemm(false, true, Og, Kg, P, T(1), gyb + grp * Og * P, P, src + grp * Kg * P, P, T(1), acc + grp * Og * Kg,
-               Kg);
+          gemm(false, true, Kg, Og, P, T(1), src + grp * Kg * P, P, gyb + grp * Og * P, P, T(1), acc + grp * Kg * Og,
+               Og);
       }
       if (gx) {
         T* gxb = gx + b * g.in_channels * HW;
         T* dst = pointwise ? gxb : dcols;
         for (int64_t grp = 0; grp < G; ++grp)
           gemm(true, false, Kg, P, Og, T(1), w + grp * Og * Kg, Kg, gyb + grp * Og * P, P, T(0), dst + grp * Kg * P, P);
-        if (!pointwise) {
-          std::fill(gxb, gxb + g.in_channels * HW, T(0));
-          col2im(dcols, g, gxb);
-        }
+        if (!pointwise) col2im(dcols, g, gpad, gxb);
       }
     }
   });
-  if (gw && chunks > 1) {
-    const T* p = partial.data<T>();
-    for (int64_t c = 0; c < chunks - 1; ++c)
-#pragma omp simd
-      for (int64_t i = 0; i < wsize; ++i) gw[i] += p[c * wsize + i];
+  if (gw) {
+    const T* a = acc_t.data<T>();
+    for (int64_t grp = 0; grp < G; ++grp)
+      for (int64_t o = 0; o < Og; ++o)
+        for (int64_t k = 0; k < Kg; ++k) {
+          T s = 0;
+          for (int64_t c = 0; c < chunks; ++c) s += a[c * wsize + (grp * Kg + k) * Og + o];
+          gw[(grp * Og + o) * Kg + k] = s;
+        }
   }
-}
-
-// Copies plane [H, W] into the interior of a zero-bordered [H+2ph, W+2pw] buffer.
-template <typename T>
-void pad_plane(const T* src, const Conv2dGeometry& g, T* dst) {
-  const int64_t Wp = g.in_w + 2 * g.pad_w;
-  for (int64_t h = 0; h < g.in_h; ++h)
-    std::memcpy(dst + (h + g.pad_h) * Wp + g.pad_w, src + h * g.in_w, g.in_w * sizeof(T));
-}
-
-template <typename T>
-void depthwise_forward(const T* x, const T* w, const T* bias, T* y, const Conv2dGeometry& g) {
-  const int64_t C = g.in_channels, HW = g.in_h * g.in_w, OW = g.out_w, P = g.out_h * OW;
-  const int64_t KH = g.kernel_h, KW = g.kernel_w, sw = g.stride_w;
-  const bool padded = g.pad_h > 0 || g.pad_w > 0;
-  const int64_t Wp = g.in_w + 2 * g.pad_w, Hp = g.in_h + 2 * g.pad_h;
-  const int64_t ld = padded ? Wp : g.in_w;
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, P * KH * KW));
-  parallel_for(g.batch * C, grain, [&](int64_t p0, int64_t p1) {
-    T* pad = padded ? thread_scratch<T>(ScratchSlot::Plane, Hp * Wp) : nullptr;
-    if (padded) std::fill(pad, pad + Hp * Wp, T(0));
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t c = p % C;
-      const T* src = x + p * HW;
-      if (padded) {
-        pad_plane(src, g, pad);
-        src = pad;
-      }
-      const T* wc = w + c * KH * KW;
-      const T bv = bias ? bias[c] : T(0);
-      T* yp = y + p * P;
-      for (int64_t oh = 0; oh < g.out_h; ++oh) {
-        T* yr = yp + oh * OW;
-        std::fill(yr, yr + OW, bv);
-        for (int64_t kh = 0; kh < KH; ++kh) {
-          const T* ir = src + (oh * g.stride_h + kh * g.dilation_h) * ld;
-          for (int64_t kw = 0; kw < KW; ++kw) {
-            const T wv = wc[kh * KW + kw];
-            const T* s = ir + kw * g.dilation_w;
-            if (sw == 1) {
-#pragma omp simd
-              for (int64_t ow = 0; ow < OW; ++ow) yr[ow] += wv * s[ow];
-            } else {
-              for (int64_t ow = 0; ow < OW; ++ow) yr[ow] += wv * s[ow * sw];
-            }
-          }
-        }
-      }
-    }
-  });
-}
-
-// Parallel over channels, so each thread owns its channels' weight gradients.
-template <typename T>
-void depthwise_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Conv2dGeometry& g) {
-  const int64_t C = g.in_channels, H = g.in_h, W = g.in_w, HW = H * W, OW = g.out_w, P = g.out_h * OW;
-  const int64_t KH = g.kernel_h, KW = g.kernel_w, sw = g.stride_w;
-  const bool padded = g.pad_h > 0 || g.pad_w > 0;
-  const int64_t Wp = W + 2 * g.pad_w, Hp = H + 2 * g.pad_h;
-  const int64_t ld = padded ? Wp : W;
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.batch * P * KH * KW));
-  parallel_for(C, grain, [&](int64_t c0, int64_t c1) {
-    T* pad = (padded && gw) ? thread_scratch<T>(ScratchSlot::Plane, Hp * Wp) : nullptr;
-    T* gpad = (padded && gx) ? thread_scratch<T>(ScratchSlot::GradPlane, Hp * Wp) : nullptr;
-    if (pad) std::fill(pad, pad + Hp * Wp, T(0));
-    std::vector<T> wacc(KH * KW);
-    for (int64_t c = c0; c < c1; ++c) {
-      std::fill(wacc.begin(), wacc.end(), T(0));
-      const T* wc = w ? w + c * KH * KW : nullptr;
-      for (int64_t n = 0; n < g.batch; ++n) {
-        const int64_t p = n * C + c;
-        const T* gyp = gy + p * P;
-        if (gw) {
-          const T* src = x + p * HW;
-          if (padded) {
-            pad_plane(src, g, pad);
-            src = pad;
-          }
-          for (int64_t kh = 0; kh < KH; ++kh)
-            for (int64_t kw = 0; kw < KW; ++kw) {
-              T s = 0;
-              for (int64_t oh = 0; oh < g.out_h; ++oh) {
-                const T* ir = src + (oh * g.stride_h + kh * g.dilation_h) * ld + kw * g.dilation_w;
-                const T* gr = gyp + oh * OW;
-                if (sw == 1) {
-#pragma omp simd reduction(+ : s)
-                  for (int64_t ow = 0; ow < OW; ++ow) s += gr[ow] * ir[ow];
-                } else {
-                  for (int64_t ow = 0; ow < OW; ++ow) s += gr[ow] * ir[ow * sw];
-                }
-              }
-              wacc[kh * KW + kw] += s;
-            }
-        }
-        if (gx) {
-          T* gxp = gx + p * HW;
-          T* dst = padded ? gpad : gxp;
-          std::fill(dst, dst + (padded ? Hp * Wp : HW), T(0));
-          for (int64_t oh = 0; oh < g.out_h; ++oh) {
-            const T* gr = gyp + oh * OW;
-            for (int64_t kh = 0; kh < KH; ++kh) {
-              T* tr = dst + (oh * g.stride_h + kh * g.dilation_h) * ld;
-              for (int64_t kw = 0; kw < KW; ++kw) {
-                const T wv = wc[kh * KW + kw];
-                T* t = tr + kw * g.dilation_w;
-                if (sw == 1) {
-#pragma omp simd
-                  for (int64_t ow = 0; ow < OW; ++ow) t[ow] += wv * gr[ow];
-                } else {
-                  for (int64_t ow = 0; ow < OW; ++ow) t[ow * sw] += wv * gr[ow];
-                }
-              }
-            }
-          }
-          if (padded)
-            for (int64_t h = 0; h < H; ++h)
-              std::memcpy(gxp + h * W, gpad + (h + g.pad_h) * Wp + g.pad_w, W * sizeof(T));
-        }
-      }
-      if (gw) std::copy(wacc.begin(), wacc.end(), gw + c * KH * KW);
-    }
-  });
 }
 
 // The direct weight gradient splits the batch over threads; a few large images instead go to
@@ -391,7 +201,7 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
   QSLIM_DISPATCH_FLOAT(x.dtype(), "conv2d", [&] {
     const scalar_t* b = bc.defined() ? bc.data<scalar_t>() : nullptr;
     if (g.depthwise())
-      depthwise_forward(xc.data<scalar_t>(), wc.data<scalar_t>(), b, y.data<scalar_t>(), g);
+      depthwise::forward(xc.data<scalar_t>(), wc.data<scalar_t>(), b, y.data<scalar_t>(), g);
     else if (!direct_forward(xc.data<scalar_t>(), wc.data<scalar_t>(), b, y.data<scalar_t>(), g))
       forward_gemm(xc.data<scalar_t>(), wc.data<scalar_t>(), b, y.data<scalar_t>(), g);
   });
@@ -418,7 +228,7 @@ Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tenso
     const scalar_t* xp = need_weight ? xc.data<scalar_t>() : nullptr;
     const scalar_t* wp = need_input ? wc.data<scalar_t>() : nullptr;
     if (g.depthwise()) {
-      if (gx || gw) depthwise_backward(gy.data<scalar_t>(), xp, wp, gx, gw, g);
+      depthwise::backward(gy.data<scalar_t>(), xp, wp, gx, gw, g);
     } else {
       direct_backward(gy.data<scalar_t>(), xp, wp, gx, gw, g);
       if (gx || gw) backward_gemm(gy.data<scalar_t>(), xp, wp, gx, gw, g);

@@ -1,8 +1,11 @@
-// 2-D convolution kernels, NCHW, weight [out, in/groups, kh, kw]. Regular convs use im2col + GEMM
-// (1x1 stride-1 unpadded convs skip im2col: the input plane already is the column matrix);
-// depthwise convs (groups == in == out channels) use direct vectorised loops.
-// Threading: batch chunks in parallel with single-threaded GEMMs, or one threaded GEMM per image
-// when the batch is too small to split evenly; never both.
+// 2-D convolution kernels, NCHW, weight [out, in/groups, kh, kw]. Per shape and dtype:
+//  - depthwise (groups == in == out channels): direct vectorised loops (depthwise.h);
+//  - f32 stride-1 convs whose output rows fill vectors: direct register-blocked kernels
+//    (conv2d_direct.h), each pass only where it beats the GEMM path;
+//  - everything else: im2col + GEMM (im2col.h, gemm.h); 1x1 stride-1 unpadded convs skip im2col
+//    since the input plane already is the column matrix.
+// Threading (batch_parallel.h): batch chunks in parallel with single-threaded GEMMs, or one
+// threaded GEMM per image when the batch is too small to split evenly; never both.
 #pragma once
 #include <array>
 #include <cstdint>

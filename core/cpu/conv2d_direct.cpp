@@ -2,31 +2,17 @@
 
 #include <algorithm>
 #include <cstring>
-#include <cstdlib>
 #include <vector>
 
 #include "core/cpu/batch_parallel.h"
 #include "core/cpu/scratch.h"
+#include "core/cpu/simd.h"
 
 namespace qslim::cpu::direct {
 namespace {
 
-constexpr int64_t kLanes = 16;
-// GCC/Clang vector extension: one AVX-512 register here, two AVX2 registers elsewhere.
-typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
-
-inline vf vload(const float* p) {
-  vf v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void vstore(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
-inline vf vsplat(float s) { return vf{} + s; }
-inline float vsum(vf v) {
-  float s = 0;
-  for (int64_t i = 0; i < kLanes; ++i) s += v[i];
-  return s;
-}
+constexpr int64_t kLanes = Vec<float>::lanes;
+using vf = Vec<float>::type;
 
 int64_t vectors_per_row(int64_t w) { return (w + kLanes - 1) / kLanes; }
 // Share of the vector lanes that carry real pixels for rows of `w` pixels.
@@ -225,15 +211,21 @@ WgradFn wgrad_kernel(int64_t kw, int64_t ob) {
 
 }  // namespace
 
-bool use_forward(const Conv2dGeometry& g) { if (getenv("NODIRECT")) return false; return stride1_regular(g) && fills_vectors(g.out_w); }
+bool use_forward(const Conv2dGeometry& g) { return stride1_regular(g) && fills_vectors(g.out_w); }
 
 bool use_backward_input(const Conv2dGeometry& g) {
-  if (getenv("NODIRECT")) return false; return stride1_regular(g) && (g.kernel_h - 1) * g.dilation_h >= g.pad_h &&
-         (g.kernel_w - 1) * g.dilation_w >= g.pad_w && fills_vectors(g.in_w);
+  // The transposed convolution also multiplies the zero border of the padded gradient; with
+  // small images and large kernels that waste exceeds the GEMM path's col2im.
+  return stride1_regular(g) && (g.kernel_h - 1) * g.dilation_h >= g.pad_h &&
+         (g.kernel_w - 1) * g.dilation_w >= g.pad_w && fills_vectors(g.in_w) &&
+         g.in_h * g.in_w <= 1.3 * g.out_h * g.out_w;
 }
 
 bool use_backward_weight(const Conv2dGeometry& g) {
-  if (getenv("NODIRECT")) return false; return stride1_regular(g) && (g.kernel_w == 3 || g.kernel_w == 5 || g.kernel_w == 7) && fills_vectors(g.out_w);
+  // With many (input channel, tap) pairs the GEMM's cache blocking wins; with few (e.g. a first
+  // layer) its [O x P] x [P x Cg*kh*kw] product is too thin to run well.
+  return stride1_regular(g) && (g.kernel_w == 3 || g.kernel_w == 5 || g.kernel_w == 7) && fills_vectors(g.out_w) &&
+         (g.in_channels / g.groups) * g.kernel_h * g.kernel_w <= 64;
 }
 
 void forward(const float* x, const float* w, const float* bias, float* y, const Conv2dGeometry& g) {
@@ -339,7 +331,7 @@ void backward_weight(const float* gy, const float* x, float* gw, const Conv2dGeo
         }
     }
     float* out = chunk == 0 ? gw : partial.data<float>() + (chunk - 1) * wsize;
-    for (int64_t k = 0; k < wsize; ++k) out[k] = vsum(vload(acc + k * kLanes));
+    for (int64_t k = 0; k < wsize; ++k) out[k] = vsum<float>(vload(acc + k * kLanes));
   });
   for (int64_t c = 1; c < chunks; ++c) {
     const float* p = partial.data<float>() + (c - 1) * wsize;

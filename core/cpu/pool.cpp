@@ -2,6 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "core/parallel.h"
 
@@ -10,36 +15,78 @@ namespace {
 
 int64_t plane_grain(int64_t work_per_plane) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work_per_plane)); }
 
-// Branch-free (comparisons of random data mispredict), so the 2x2 loops below vectorise.
+// NaN propagates: a NaN candidate always wins. Written without short-circuit so it stays branch-free.
 template <typename T>
 inline bool takes_max(T v, T best) {
   return (v > best) | (v != v);
 }
 
-constexpr int64_t kMaxPoolRow = 4096;
+#if defined(__AVX512F__)
+// 2x2 stride 2 on f32: 16 outputs per step from two 32-float row segments (masked at the row
+// end, so nothing past the plane is read): vertical max of the row pair, then the max of each
+// horizontal neighbour pair after an even/odd lane split. Same NaN rule as takes_max.
+template <bool kIndices>
+void max_pool_2x2_f32(const float* in, float* out, int32_t* idx, const Pool2dGeometry& g) {
+  const int64_t W = g.in_w, OW = g.out_w;
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  auto takes = [](__m512 v, __m512 best) {
+    return static_cast<__mmask16>(_mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
+  };
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    const float* r0 = in + 2 * oh * W;
+    const float* r1 = r0 + W;
+    for (int64_t ow = 0; ow < OW; ow += 16) {
+      const int64_t n = std::min<int64_t>(16, OW - ow);  // outputs this step; 2n inputs per row
+      const __mmask16 m_out = static_cast<__mmask16>((1u << n) - 1);
+      const __mmask16 m_lo = static_cast<__mmask16>(n >= 8 ? 0xFFFF : (1u << (2 * n)) - 1);
+      const __mmask16 m_hi = static_cast<__mmask16>(n > 8 ? (1u << (2 * n - 16)) - 1 : 0);
+      const int64_t c = 2 * ow;
+      const __m512 a0 = _mm512_maskz_loadu_ps(m_lo, r0 + c), a1 = _mm512_maskz_loadu_ps(m_hi, r0 + c + 16);
+      const __m512 b0 = _mm512_maskz_loadu_ps(m_lo, r1 + c), b1 = _mm512_maskz_loadu_ps(m_hi, r1 + c + 16);
+      const __mmask16 t0 = takes(b0, a0), t1 = takes(b1, a1);
+      const __m512 v0 = _mm512_mask_blend_ps(t0, a0, b0), v1 = _mm512_mask_blend_ps(t1, a1, b1);
+      const __m512 ve = _mm512_permutex2var_ps(v0, even, v1), vo = _mm512_permutex2var_ps(v0, odd, v1);
+      const __mmask16 t = takes(vo, ve);
+      _mm512_mask_storeu_ps(out + oh * OW + ow, m_out, _mm512_mask_blend_ps(t, ve, vo));
+      if constexpr (kIndices) {
+        const __m512i base = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int32_t>(2 * oh * W + c)));
+        const __m512i w16 = _mm512_set1_epi32(static_cast<int32_t>(W)), s16 = _mm512_set1_epi32(16);
+        const __m512i i0 = _mm512_mask_add_epi32(base, t0, base, w16);
+        const __m512i base1 = _mm512_add_epi32(base, s16);
+        const __m512i i1 = _mm512_mask_add_epi32(base1, t1, base1, w16);
+        const __m512i ie = _mm512_permutex2var_epi32(i0, even, i1), io = _mm512_permutex2var_epi32(i0, odd, i1);
+        _mm512_mask_storeu_epi32(idx + oh * OW + ow, m_out, _mm512_mask_blend_epi32(t, ie, io));
+      }
+    }
+  }
+}
+#endif
 
-// 2x2 stride 2: a vertical pass over each row pair, then a horizontal pass over neighbours.
+// Portable 2x2 stride 2 (f64, or without AVX-512): branch-free scalar loop.
 template <typename T, bool kIndices>
 void max_pool_2x2(const T* in, T* out, int32_t* idx, const Pool2dGeometry& g) {
-  T vm[kMaxPoolRow];
-  int32_t vi[kMaxPoolRow];
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    max_pool_2x2_f32<kIndices>(in, out, idx, g);
+    return;
+  }
+#endif
   const int64_t W = g.in_w, OW = g.out_w;
-  const int32_t w32 = static_cast<int32_t>(W);
   for (int64_t oh = 0; oh < g.out_h; ++oh) {
     const T* r0 = in + 2 * oh * W;
     const T* r1 = r0 + W;
-    const int32_t base = static_cast<int32_t>(2 * oh * W);
-    for (int64_t w = 0; w < 2 * OW; ++w) {
-      const bool t = takes_max(r1[w], r0[w]);
-      vm[w] = t ? r1[w] : r0[w];
-      if constexpr (kIndices) vi[w] = base + static_cast<int32_t>(w) + (t ? w32 : 0);
-    }
-    T* o = out + oh * OW;
     for (int64_t ow = 0; ow < OW; ++ow) {
-      const T a = vm[2 * ow], b = vm[2 * ow + 1];
+      const int64_t c = 2 * ow;
+      const bool ta = takes_max(r1[c], r0[c]), tb = takes_max(r1[c + 1], r0[c + 1]);
+      const T a = ta ? r1[c] : r0[c], b = tb ? r1[c + 1] : r0[c + 1];
       const bool t = takes_max(b, a);
-      o[ow] = t ? b : a;
-      if constexpr (kIndices) idx[oh * OW + ow] = t ? vi[2 * ow + 1] : vi[2 * ow];
+      out[oh * OW + ow] = t ? b : a;
+      if constexpr (kIndices) {
+        const int64_t ia = (ta ? (2 * oh + 1) : 2 * oh) * W + c, ib = (tb ? (2 * oh + 1) : 2 * oh) * W + c + 1;
+        idx[oh * OW + ow] = static_cast<int32_t>(t ? ib : ia);
+      }
     }
   }
 }
@@ -47,8 +94,7 @@ void max_pool_2x2(const T* in, T* out, int32_t* idx, const Pool2dGeometry& g) {
 template <typename T, bool kIndices>
 void max_pool_plane(const T* in, T* out, int32_t* idx, const Pool2dGeometry& g) {
   const int64_t H = g.in_h, W = g.in_w;
-  if (g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0 &&
-      2 * g.out_w <= kMaxPoolRow) {
+  if (g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0) {
     max_pool_2x2<T, kIndices>(in, out, idx, g);
     return;
   }

@@ -14,6 +14,7 @@ enum class ScratchSlot : int {
   GradPlane,
   PackedWeights,
   FlippedWeights,
+  Row,
   Count
 };
 
