@@ -9,6 +9,7 @@
 #include "core/cpu/gemm.h"
 #include "core/cpu/strided_loop.h"
 #include "core/kernels.h"
+#include "core/cpu/thread_pool.h"
 #include "core/parallel.h"
 
 namespace qslim {
@@ -97,7 +98,7 @@ void batched_gemm(const Shape& batch, int64_t m, int64_t n, int64_t k, const Bat
   // Many small products: one per thread; few large ones: the GEMM threads itself.
   const double flops = 2.0 * m * n * k;
   if (!accumulate && count >= 2 && flops < 2e6)
-    parallel_for(count, std::max<int64_t>(1, static_cast<int64_t>(2e5 / std::max(flops, 1.0))), run);
+    cpu::parallel_range(count, std::max<int64_t>(1, static_cast<int64_t>(2e5 / std::max(flops, 1.0))), run);
   else
     run(0, count);
 }

@@ -8,6 +8,7 @@
 #include "autograd/node.h"
 #include "core/factory.h"
 #include "core/kernels.h"
+#include "core/cpu/thread_pool.h"
 #include "core/parallel.h"
 
 namespace qslim {
@@ -35,7 +36,7 @@ ChannelGeom geom_of(const Tensor& x) {
 
 void for_channels(const ChannelGeom& g, const std::function<void(int64_t, int64_t)>& fn) {
   int64_t grain = std::max<int64_t>(1, kNormGrain / std::max<int64_t>(1, g.count()));
-  parallel_for(g.C, grain, fn);
+  cpu::parallel_range(g.C, grain, fn);
 }
 
 // Sums of (p[i*stride] - k) and of its square. Shifting by a sample k of the channel keeps the
@@ -308,7 +309,7 @@ Tensor embedding(const Tensor& weight_in, const Tensor& indices_in, int64_t padd
   const size_t row_bytes = dim * dtype_size(weight.dtype());
   const char* src = static_cast<const char*>(weight.raw_data());
   char* dst = static_cast<char*>(out.raw_data());
-  parallel_for(k, std::max<int64_t>(1, kNormGrain / std::max<int64_t>(1, dim)), [&](int64_t b, int64_t e) {
+  cpu::parallel_range(k, std::max<int64_t>(1, kNormGrain / std::max<int64_t>(1, dim)), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) std::memcpy(dst + i * row_bytes, src + pi[i] * row_bytes, row_bytes);
   });
   if (needs_grad({&weight_in})) {

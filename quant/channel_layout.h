@@ -54,8 +54,8 @@ inline void for_each_run(const ChannelLayout& l, int64_t b, int64_t e, Run&& run
   }
 }
 
-// Number of chunks a reduction over n elements is split into (one partial result each), so that
-// partials are combined in a fixed order whatever the thread count.
+// Number of chunks a reduction over n elements is split into (one partial result each). Partials
+// are combined in chunk order, so results do not vary from run to run.
 inline int64_t reduction_chunks(int64_t n) {
   const int64_t by_size = std::max<int64_t>(1, n / kQuantGrain);
   return std::min<int64_t>(by_size, std::max(1, num_threads()));

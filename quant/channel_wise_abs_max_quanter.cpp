@@ -8,8 +8,8 @@ namespace qslim::quant {
 ChannelWiseAbsMaxQuanter::ChannelWiseAbsMaxQuanter(const ChannelWiseAbsMaxOptions& options)
     : Quanter(options), axis_(options.axis), channels_(options.channels) {
   QSLIM_CHECK(options.axis >= 0, "channel_wise_abs_max: axis must be >= 0, got ", options.axis);
-  QSLIM_CHECK(options.channels > 0, "channel_wise_abs_max: channels must be positive (the size of axis ",
-              options.axis, " of the quantized tensor), got ", options.channels);
+  QSLIM_CHECK(options.channels > 0, "channel_wise_abs_max: channels must be positive (the size of axis ", options.axis,
+              " of the quantized tensor), got ", options.channels);
   register_buffer("scale", zeros({channels_}));  // steps of the last forward; 0 = none yet
 }
 

@@ -136,7 +136,8 @@ void quantize_kernel(const T* x, Q* q, const ChannelLayout& l, const ChannelPara
           const T inv = p.inv[c], z = p.z[c];
           const T* __restrict xi = x + i;
           Q* __restrict qi = q + i;
-          for (int64_t k = 0; k < n; ++k) qi[k] = static_cast<Q>(clamp_level(shifted_level<T, R>(xi[k], inv, z), qlo, qhi));
+          for (int64_t k = 0; k < n; ++k)
+            qi[k] = static_cast<Q>(clamp_level(shifted_level<T, R>(xi[k], inv, z), qlo, qhi));
         },
         [&](int64_t i, int64_t n, int64_t c0) {
           const T *inv = p.inv.data() + c0, *z = p.z.data() + c0;
@@ -212,10 +213,18 @@ Tensor quantize(const Tensor& x, const QuantParams& params) {
   Tensor q = Tensor::empty(x.shape(), params.grid.storage_dtype());
   QSLIM_DISPATCH_FLOAT(x.dtype(), "quantize", [&] {
     switch (q.dtype()) {
-      case DType::I8: quantize_typed<scalar_t, int8_t>(xc, q, params, l); break;
-      case DType::U8: quantize_typed<scalar_t, uint8_t>(xc, q, params, l); break;
-      case DType::I16: quantize_typed<scalar_t, int16_t>(xc, q, params, l); break;
-      default: quantize_typed<scalar_t, int32_t>(xc, q, params, l); break;
+      case DType::I8:
+        quantize_typed<scalar_t, int8_t>(xc, q, params, l);
+        break;
+      case DType::U8:
+        quantize_typed<scalar_t, uint8_t>(xc, q, params, l);
+        break;
+      case DType::I16:
+        quantize_typed<scalar_t, int16_t>(xc, q, params, l);
+        break;
+      default:
+        quantize_typed<scalar_t, int32_t>(xc, q, params, l);
+        break;
     }
   });
   return q;
@@ -231,12 +240,23 @@ Tensor dequantize(const Tensor& q, const QuantParams& params) {
   Tensor qc = q.contiguous();
   Tensor y = Tensor::empty(q.shape(), DType::F32);
   switch (q.dtype()) {
-    case DType::U8: dequantize_kernel(qc.data<uint8_t>(), y.data<float>(), l, p); break;
-    case DType::I8: dequantize_kernel(qc.data<int8_t>(), y.data<float>(), l, p); break;
-    case DType::I16: dequantize_kernel(qc.data<int16_t>(), y.data<float>(), l, p); break;
-    case DType::I32: dequantize_kernel(qc.data<int32_t>(), y.data<float>(), l, p); break;
-    case DType::I64: dequantize_kernel(qc.data<int64_t>(), y.data<float>(), l, p); break;
-    default: QSLIM_FAIL("dequantize: unsupported dtype ", dtype_name(q.dtype()));
+    case DType::U8:
+      dequantize_kernel(qc.data<uint8_t>(), y.data<float>(), l, p);
+      break;
+    case DType::I8:
+      dequantize_kernel(qc.data<int8_t>(), y.data<float>(), l, p);
+      break;
+    case DType::I16:
+      dequantize_kernel(qc.data<int16_t>(), y.data<float>(), l, p);
+      break;
+    case DType::I32:
+      dequantize_kernel(qc.data<int32_t>(), y.data<float>(), l, p);
+      break;
+    case DType::I64:
+      dequantize_kernel(qc.data<int64_t>(), y.data<float>(), l, p);
+      break;
+    default:
+      QSLIM_FAIL("dequantize: unsupported dtype ", dtype_name(q.dtype()));
   }
   return y;
 }

@@ -43,9 +43,8 @@ Tensor pact_clip(const Tensor& x, const Tensor& alpha, bool two_sided = true);
 //   dx = dy * in;  ds = g * sum(dy * (in ? round(v) - v : (v < qmin ? qmin : qmax)));
 //   dbeta = g * sum(dy * !in);  sums per channel when axis >= 0.
 // grad_scale g defaults to lsq_grad_scale(elements per scale, grid).
-Tensor lsq_fake_quantize(const Tensor& x, const Tensor& step, const Tensor& beta, int64_t axis,
-                         const QuantGrid& grid, Rounding rounding = Rounding::HalfEven,
-                         std::optional<double> grad_scale = std::nullopt);
+Tensor lsq_fake_quantize(const Tensor& x, const Tensor& step, const Tensor& beta, int64_t axis, const QuantGrid& grid,
+                         Rounding rounding = Rounding::HalfEven, std::optional<double> grad_scale = std::nullopt);
 // LSQ's gradient scale 1 / sqrt(N * qmax), N = elements sharing one step.
 double lsq_grad_scale(int64_t elements_per_scale, const QuantGrid& grid);
 

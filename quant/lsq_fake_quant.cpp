@@ -179,8 +179,7 @@ Tensor lsq_impl(const Tensor& x, const Tensor& step, const Tensor& beta, int64_t
 }  // namespace
 
 double lsq_grad_scale(int64_t elements_per_scale, const QuantGrid& grid) {
-  QSLIM_CHECK(elements_per_scale > 0, "lsq_grad_scale: elements per scale must be positive, got ",
-              elements_per_scale);
+  QSLIM_CHECK(elements_per_scale > 0, "lsq_grad_scale: elements per scale must be positive, got ", elements_per_scale);
   return 1.0 / std::sqrt(static_cast<double>(elements_per_scale) * static_cast<double>(grid.qmax()));
 }
 
@@ -193,8 +192,8 @@ Tensor lsq_fake_quantize(const Tensor& x, const Tensor& step, const Tensor& beta
   QSLIM_CHECK(step.dtype() == x.dtype(), op, ": step dtype ", dtype_name(step.dtype()), " differs from input dtype ",
               dtype_name(x.dtype()));
   if (beta.defined()) {
-    QSLIM_CHECK(beta.dtype() == x.dtype(), op, ": beta dtype ", dtype_name(beta.dtype()),
-                " differs from input dtype ", dtype_name(x.dtype()));
+    QSLIM_CHECK(beta.dtype() == x.dtype(), op, ": beta dtype ", dtype_name(beta.dtype()), " differs from input dtype ",
+                dtype_name(x.dtype()));
     QSLIM_CHECK(beta.shape() == step.shape(), op, ": beta ", shape_str(beta.shape()), " does not match step ",
                 shape_str(step.shape()));
   }

@@ -65,27 +65,27 @@ Tensor pact_impl(const Tensor& x, const Tensor& alpha, bool two_sided) {
   if (!needs_grad({&x, &alpha})) return y;
   SavedTensor saved(xc);
   const Shape alpha_shape = alpha.shape();
-  arith_detail::record_guarded(
-      y, {x, alpha}, op, [saved, lo, hi, two_sided, alpha_shape](const Tensor& g) -> std::vector<Tensor> {
-        Tensor xs = saved.get(op);
-        QSLIM_CHECK(g.dtype() == xs.dtype(), op, ": gradient dtype ", dtype_name(g.dtype()),
-                    " differs from input dtype ", dtype_name(xs.dtype()));
-        Tensor gc = g.contiguous();
-        Tensor dx = Tensor::empty(xs.shape(), xs.dtype());
-        const int64_t n = xs.numel();
-        const int64_t chunks = detail::reduction_chunks(n);
-        std::vector<double> partial(chunks, 0.0);
-        const T *xp = xs.data<T>(), *gp = gc.data<T>();
-        T* dp = dx.data<T>();
-        detail::for_each_chunk(n, chunks, [&](int64_t c, int64_t b, int64_t e) {
-          partial[c] = pact_backward_chunk<T>(xp, gp, dp, b, e, lo, hi, two_sided);
-        });
-        double da = 0;
-        for (double v : partial) da += v;
-        Tensor dalpha = Tensor::empty(alpha_shape, xs.dtype());
-        dalpha.fill_(da);
-        return {dx, dalpha};
-      });
+  arith_detail::record_guarded(y, {x, alpha}, op,
+                               [saved, lo, hi, two_sided, alpha_shape](const Tensor& g) -> std::vector<Tensor> {
+                                 Tensor xs = saved.get(op);
+                                 QSLIM_CHECK(g.dtype() == xs.dtype(), op, ": gradient dtype ", dtype_name(g.dtype()),
+                                             " differs from input dtype ", dtype_name(xs.dtype()));
+                                 Tensor gc = g.contiguous();
+                                 Tensor dx = Tensor::empty(xs.shape(), xs.dtype());
+                                 const int64_t n = xs.numel();
+                                 const int64_t chunks = detail::reduction_chunks(n);
+                                 std::vector<double> partial(chunks, 0.0);
+                                 const T *xp = xs.data<T>(), *gp = gc.data<T>();
+                                 T* dp = dx.data<T>();
+                                 detail::for_each_chunk(n, chunks, [&](int64_t c, int64_t b, int64_t e) {
+                                   partial[c] = pact_backward_chunk<T>(xp, gp, dp, b, e, lo, hi, two_sided);
+                                 });
+                                 double da = 0;
+                                 for (double v : partial) da += v;
+                                 Tensor dalpha = Tensor::empty(alpha_shape, xs.dtype());
+                                 dalpha.fill_(da);
+                                 return {dx, dalpha};
+                               });
   return y;
 }
 

@@ -27,8 +27,7 @@ PactQuanter::PactQuanter(QuanterPtr inner, const PactOptions& options)
 
 Quanter& PactQuanter::inner() const {
   auto* q = dynamic_cast<Quanter*>(child_ptr("quanter").get());
-  QSLIM_CHECK(q != nullptr, "PactQuanter: child 'quanter' is a ", child("quanter").type_name(),
-              ", not a quanter");
+  QSLIM_CHECK(q != nullptr, "PactQuanter: child 'quanter' is a ", child("quanter").type_name(), ", not a quanter");
   return *q;
 }
 

@@ -41,8 +41,8 @@ DType QuantGrid::storage_dtype() const {
 
 std::string QuantGrid::to_string() const {
   std::ostringstream os;
-  os << (kind_ == GridKind::Unsigned ? "uint" : "int") << bits_ << " " << grid_kind_name(kind_) << " [" << qmin_
-     << ", " << qmax_ << "]";
+  os << (kind_ == GridKind::Unsigned ? "uint" : "int") << bits_ << " " << grid_kind_name(kind_) << " [" << qmin_ << ", "
+     << qmax_ << "]";
   return os.str();
 }
 
@@ -70,9 +70,12 @@ double scale_to_threshold(double scale, const QuantGrid& grid) { return scale * 
 
 const char* grid_kind_name(GridKind k) {
   switch (k) {
-    case GridKind::Signed: return "signed";
-    case GridKind::Narrow: return "narrow";
-    case GridKind::Unsigned: return "unsigned";
+    case GridKind::Signed:
+      return "signed";
+    case GridKind::Narrow:
+      return "narrow";
+    case GridKind::Unsigned:
+      return "unsigned";
   }
   return "?";
 }

@@ -48,8 +48,7 @@ QuantParams per_channel_params(const std::vector<double>& scales, int64_t axis, 
   return p;
 }
 
-void check_quant_args(const Tensor& scale, const Tensor& zero_point, int64_t axis, const Shape& shape,
-                      const char* op) {
+void check_quant_args(const Tensor& scale, const Tensor& zero_point, int64_t axis, const Shape& shape, const char* op) {
   QSLIM_CHECK(scale.defined(), op, ": scale is undefined");
   QSLIM_CHECK(scale.is_floating_point(), op, ": scale must be f32 or f64, got ", dtype_name(scale.dtype()));
   const int64_t rank = static_cast<int64_t>(shape.size());
@@ -62,8 +61,7 @@ void check_quant_args(const Tensor& scale, const Tensor& zero_point, int64_t axi
                              std::to_string(axis),
               ", but scale has shape ", shape_str(scale.shape()));
   if (zero_point.defined()) {
-    QSLIM_CHECK(zero_point.dtype() == DType::I32, op, ": zero_point must be i32, got ",
-                dtype_name(zero_point.dtype()));
+    QSLIM_CHECK(zero_point.dtype() == DType::I32, op, ": zero_point must be i32, got ", dtype_name(zero_point.dtype()));
     QSLIM_CHECK(zero_point.numel() == scale.numel(), op, ": zero_point ", shape_str(zero_point.shape()),
                 " does not match scale ", shape_str(scale.shape()));
   }

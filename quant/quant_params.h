@@ -18,7 +18,7 @@ struct QuantParams {
 
   bool per_channel() const { return axis >= 0; }
   int64_t channels() const { return scale.defined() ? scale.numel() : 0; }
-  std::vector<double> scales() const;       // scale as doubles
+  std::vector<double> scales() const;        // scale as doubles
   std::vector<int64_t> zero_points() const;  // zero_point as integers (zeros when undefined)
   bool symmetric() const;                    // every zero point is 0
 };
@@ -33,7 +33,6 @@ QuantParams per_channel_params(const std::vector<double>& scales, int64_t axis, 
 // Checks scale/zero_point/axis against a tensor of shape `shape`, throwing with `op` in the
 // message: scale floating with 1 element when axis == -1, else shape[axis] elements; zero_point
 // undefined or i32 with as many elements; axis -1 or in [0, rank).
-void check_quant_args(const Tensor& scale, const Tensor& zero_point, int64_t axis, const Shape& shape,
-                      const char* op);
+void check_quant_args(const Tensor& scale, const Tensor& zero_point, int64_t axis, const Shape& shape, const char* op);
 
 }  // namespace qslim::quant

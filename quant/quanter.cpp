@@ -41,7 +41,8 @@ Tensor Quanter::fake_quant(const Tensor& x, const Tensor& scale, int64_t axis) c
 QuantParams Quanter::symmetric_params(const Tensor& scale, int64_t axis) const {
   const std::vector<double> s = scale.to_vector<double>();
   for (double v : s)
-    QSLIM_CHECK(v > 0, type_name(), " quanter: no statistics yet (step is 0); run a forward pass (training "
+    QSLIM_CHECK(v > 0, type_name(),
+                " quanter: no statistics yet (step is 0); run a forward pass (training "
                 "batches for statistics-based quanters) or load a checkpoint before reading quant_params");
   return per_channel_params(s, axis, grid_, options_.rounding);
 }

@@ -5,8 +5,9 @@
 //  - forward(x) returns the fake-quantized x, differentiable. In training mode it updates its
 //    statistics first (the step used is the updated one, as PaddleSlim does); in eval mode the
 //    statistics-based quanters use their frozen step.
-//  - All state lives in parameters and buffers, so state_dict() checkpoints it exactly. A step
-//    buffer holding 0 means "no statistics yet".
+//  - All state lives in parameters and buffers, so state_dict() checkpoints it exactly. For the
+//    abs-max family a "scale" buffer holding 0 means "no statistics yet"; the LSQ quanters keep an
+//    "initialized" buffer instead (their steps are parameters the optimizer moves).
 //  - quant_params() returns copies of the frozen values (step sizes, zero points, axis, grid,
 //    rounding) and throws when there are no statistics yet. Quanters that follow the current
 //    tensor (abs_max, channel_wise_abs_max) record the step of their last forward: convert should

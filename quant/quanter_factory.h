@@ -19,14 +19,14 @@ Preprocess preprocess_from_name(const std::string& name);
 
 // The union of every quanter's options; each type reads the fields it documents.
 struct QuanterOptions : QuantOptions {
-  int64_t axis = 0;      // channel_wise_abs_max; lsq_plus weights with lsq_per_channel
-  int64_t channels = 0;  // size of `axis` in the quantized tensor (required by those two)
-  int64_t window_size = 10000;      // range_abs_max
-  double moving_rate = 0.9;         // moving_average_abs_max
-  bool paddle_parity_init = false;  // moving_average_abs_max: state = accum = 1
-  bool lsq_per_channel = false;     // lsq_plus, weights only
+  int64_t axis = 0;                     // channel_wise_abs_max; lsq_plus weights with lsq_per_channel
+  int64_t channels = 0;                 // size of `axis` in the quantized tensor (required by those two)
+  int64_t window_size = 10000;          // range_abs_max
+  double moving_rate = 0.9;             // moving_average_abs_max
+  bool paddle_parity_init = false;      // moving_average_abs_max: state = accum = 1
+  bool lsq_per_channel = false;         // lsq_plus, weights only
   LsqInit lsq_init = LsqInit::LsqPlus;  // lsq_plus, weights
-  bool lsq_symmetric = false;       // lsq_plus, activations: no learnable offset
+  bool lsq_symmetric = false;           // lsq_plus, activations: no learnable offset
   Preprocess preprocess = Preprocess::None;
   PactOptions pact;  // used when preprocess == Pact
 };

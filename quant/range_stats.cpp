@@ -16,8 +16,8 @@ constexpr int kLanes = 16;
 void check_input(const Tensor& x, int64_t axis, const char* op) {
   QSLIM_CHECK(x.defined(), op, ": input is undefined");
   QSLIM_CHECK(x.is_floating_point(), op, ": expected an f32 or f64 tensor, got ", dtype_name(x.dtype()));
-  QSLIM_CHECK(axis == -1 || (axis >= 0 && axis < x.dim()), op, ": axis must be -1 or in [0, ", x.dim(),
-              ") for input ", shape_str(x.shape()), ", got ", axis);
+  QSLIM_CHECK(axis == -1 || (axis >= 0 && axis < x.dim()), op, ": axis must be -1 or in [0, ", x.dim(), ") for input ",
+              shape_str(x.shape()), ", got ", axis);
 }
 
 template <typename T>
@@ -49,8 +49,7 @@ std::vector<double> abs_max_impl(const Tensor& xc, int64_t axis) {
   detail::for_each_chunk(n, chunks, [&](int64_t chunk, int64_t b, int64_t e) {
     double* pm = part.data() + chunk * channels;
     detail::for_each_run(
-        l, b, e,
-        [&](int64_t i, int64_t len, int64_t c) { pm[c] = std::max<double>(pm[c], run_abs_max(x + i, len)); },
+        l, b, e, [&](int64_t i, int64_t len, int64_t c) { pm[c] = std::max<double>(pm[c], run_abs_max(x + i, len)); },
         [&](int64_t i, int64_t len, int64_t c0) {
           for (int64_t k = 0; k < len; ++k) {
             const double a = std::fabs(static_cast<double>(x[i + k]));
@@ -126,7 +125,8 @@ std::pair<double, double> min_max(const Tensor& x) {
     r.first = std::min(r.first, mn);
     r.second = std::max(r.second, mx);
   }
-  QSLIM_CHECK(r.first <= r.second, "min_max: input ", shape_str(x.shape()), " has no finite-comparable element (all NaN)");
+  QSLIM_CHECK(r.first <= r.second, "min_max: input ", shape_str(x.shape()),
+              " has no finite-comparable element (all NaN)");
   return r;
 }
 

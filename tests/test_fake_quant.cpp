@@ -105,7 +105,9 @@ TEST(QuantGrid, RoundingModesOnTies) {
   for (size_t i = 0; i < v.size(); ++i) {
     EXPECT_EQ(round_value(v[i], Rounding::HalfEven), even[i]) << v[i];
     EXPECT_EQ(round_value(v[i], Rounding::HalfAway), away[i]) << v[i];
-    if (i != 6) EXPECT_EQ(round_half_away(static_cast<float>(v[i])), static_cast<float>(away[i])) << v[i];
+    if (i != 6) {  // 0.49999999999999994 becomes 0.5 as a float
+      EXPECT_EQ(round_half_away(static_cast<float>(v[i])), static_cast<float>(away[i])) << v[i];
+    }
   }
   // The largest float below 0.5 must not round up (a naive trunc(v + 0.5) gets this wrong).
   EXPECT_EQ(round_half_away(0.49999997f), 0.0f);
@@ -175,8 +177,9 @@ TEST(FakeQuantize, AllZeroTensorStaysFinite) {
   auto g = input_grad([](const Tensor& t) { return fake_quantize(t, zeros({1}), Tensor(), -1, QuantGrid()); },
                       zeros({3}), ones({3}));
   EXPECT_EQ(g, ones_vec(3));
-  EXPECT_NE(error_of([] { fake_quantize(vec({1}), full({1}, -0.5), Tensor(), -1, QuantGrid()); })
-                .find("step size must be finite and >= 0, got -0.5"),
+  EXPECT_NE(error_of([] {
+              fake_quantize(vec({1}), full({1}, -0.5), Tensor(), -1, QuantGrid());
+            }).find("step size must be finite and >= 0, got -0.5"),
             std::string::npos);
 }
 
@@ -226,9 +229,10 @@ TEST(FakeQuantize, LastAxisChannelsSplitAcrossThreads) {
   set_num_threads(3);
   Generator gen(13);
   Tensor x = randn({999, 77}, DType::F32, &gen);
+  // Scales alternate in a period of 3, so a run that used the wrong channel would show.
   std::vector<float> sv(77);
-  for (int c = 0; c < 77; ++c) sv[c] = 0.01f + 0.003f * static_cast<float>(c);
-  QuantGrid g(8, GridKind::Signed);
+  for (int c = 0; c < 77; ++c) sv[c] = c % 3 == 0 ? 0.5f : 0.01f + 0.001f * static_cast<float>(c);
+  QuantGrid g(4, GridKind::Signed);
   auto y = fake_quantize(x, from_vector(sv, {77}), Tensor(), 1, g).to_vector<float>();
   Tensor xr = x.detach().set_requires_grad(true);
   fake_quantize(xr, from_vector(sv, {77}), Tensor(), 1, g).backward(ones({999, 77}));
@@ -236,10 +240,19 @@ TEST(FakeQuantize, LastAxisChannelsSplitAcrossThreads) {
   auto xv = x.to_vector<float>();
   set_num_threads(prev);
   for (size_t i = 0; i < xv.size(); ++i) {
-    ASSERT_EQ(y[i], ref_fq(xv[i], sv[i % 77], -128, 127, Rounding::HalfEven)) << i;
+    ASSERT_EQ(y[i], ref_fq(xv[i], sv[i % 77], -8, 7, Rounding::HalfEven)) << i;
     const float q = std::nearbyint(xv[i] * (1.0f / sv[i % 77]));
-    ASSERT_EQ(dx[i], (q >= -128 && q <= 127) ? 1.0f : 0.0f) << i;
+    ASSERT_EQ(dx[i], (q >= -8 && q <= 7) ? 1.0f : 0.0f) << i;
   }
+  // Per-channel abs-max along the last axis; channel c holds values near c + 1.
+  Tensor xa = add(mul(x, 0.1), arange(1.0, 78.0, 1.0).reshape({1, 77}));
+  auto xav = xa.to_vector<float>();
+  std::vector<double> am_want(77, 0.0);
+  for (size_t i = 0; i < xav.size(); ++i) am_want[i % 77] = std::max<double>(am_want[i % 77], std::fabs(xav[i]));
+  set_num_threads(3);
+  auto am = abs_max_per_channel(xa, 1);
+  set_num_threads(prev);
+  EXPECT_EQ(am, am_want);
 }
 
 TEST(FakeQuantize, LargeTensorsMatchNaiveReference) {
@@ -288,12 +301,12 @@ TEST(FakeQuantize, ClippedSteMasksOutOfGrid) {
 }
 
 TEST(FakeQuantize, IdentitySteAndPerChannelMask) {
-  auto ident = [](const Tensor& t) {
-    return fq(t, 1, 4, GridKind::Signed, Rounding::HalfEven, 0, SteMode::Identity);
-  };
+  auto ident = [](const Tensor& t) { return fq(t, 1, 4, GridKind::Signed, Rounding::HalfEven, 0, SteMode::Identity); };
   EXPECT_EQ(input_grad(ident, vec({-9, 0.3, 100}), vec({1, 2, 3})), (std::vector<double>{1, 2, 3}));
   // Per channel along axis 1 of [2, 2]: channel 0 s = 1, channel 1 s = 10 (int4 narrow [-7, 7]).
-  auto pc = [](const Tensor& t) { return fake_quantize(t, vec({1, 10}, DType::F64), Tensor(), 1, QuantGrid(4, GridKind::Narrow)); };
+  auto pc = [](const Tensor& t) {
+    return fake_quantize(t, vec({1, 10}, DType::F64), Tensor(), 1, QuantGrid(4, GridKind::Narrow));
+  };
   Tensor x = tensor({8, 8, -3, -83}, {2, 2}, DType::F64);  // 8 out | 0.8 in ; -3 in | -8.3 out
   EXPECT_EQ(input_grad(pc, x, ones({2, 2}, DType::F64)), (std::vector<double>{0, 1, 1, 0}));
   // Large tensor mask against the formula (parallel backward).
@@ -469,8 +482,8 @@ TEST(LsqFakeQuantize, ForwardHandComputed) {
   Tensor x = vec({0.25, 1.0, 1.5, -3.5, 9.0, -9.0}, DType::F64);  // v = 0, 1.5, 2.5, -7.5, 17.5, -18.5
   Tensor s = vec({0.5}, DType::F64), b = vec({0.25}, DType::F64);
   QuantGrid g(4, GridKind::Narrow);
-  EXPECT_TRUE(AllClose(lsq_fake_quantize(x, s, b, -1, g), vec({0.25, 1.25, 1.25, -3.25, 3.75, -3.25}, DType::F64), 0,
-                       1e-15));
+  EXPECT_TRUE(
+      AllClose(lsq_fake_quantize(x, s, b, -1, g), vec({0.25, 1.25, 1.25, -3.25, 3.75, -3.25}, DType::F64), 0, 1e-15));
   EXPECT_TRUE(AllClose(lsq_fake_quantize(x, s, b, -1, g, Rounding::HalfAway),
                        vec({0.25, 1.25, 1.75, -3.25, 3.75, -3.25}, DType::F64), 0, 1e-15));
 }
@@ -571,11 +584,13 @@ TEST(LsqFakeQuantize, LargeF32MatchesF64) {
 
 TEST(LsqFakeQuantize, ArgumentErrors) {
   Tensor x = zeros({2, 3}, DType::F64);
-  EXPECT_NE(error_of([&] { lsq_fake_quantize(x, vec({1}), Tensor(), -1, QuantGrid()); })
-                .find("step dtype f32 differs from input dtype f64"),
+  EXPECT_NE(error_of([&] {
+              lsq_fake_quantize(x, vec({1}), Tensor(), -1, QuantGrid());
+            }).find("step dtype f32 differs from input dtype f64"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { lsq_fake_quantize(x, vec({1, 1, 1}, DType::F64), Tensor(), 0, QuantGrid()); })
-                .find("input [2, 3] has 2 channels along axis 0, but scale has shape [3]"),
+  EXPECT_NE(error_of([&] {
+              lsq_fake_quantize(x, vec({1, 1, 1}, DType::F64), Tensor(), 0, QuantGrid());
+            }).find("input [2, 3] has 2 channels along axis 0, but scale has shape [3]"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
               lsq_fake_quantize(x, vec({1}, DType::F64), vec({1, 2}, DType::F64), -1, QuantGrid());
@@ -597,6 +612,10 @@ TEST(RangeStats, AbsMaxMinMaxAndMoments) {
   ChannelMoments m = mean_std(tensor({1, -1, 3, -3}, {4}), -1);
   EXPECT_DOUBLE_EQ(m.mean[0], 0.0);
   EXPECT_DOUBLE_EQ(m.std[0], std::sqrt(20.0 / 3.0));
+  EXPECT_DOUBLE_EQ(mean_std(tensor({1, -1, 3, -3}, {4}), -1, false).std[0], std::sqrt(5.0));
+  ChannelMoments mc = mean_std(tensor({1, 3, -2, -2}, {2, 2}), 0);
+  EXPECT_EQ(mc.mean, (std::vector<double>{2, -2}));
+  EXPECT_EQ(mc.std, (std::vector<double>{std::sqrt(2.0), 0}));
   // Large tensor: the parallel reduction finds the single extreme element.
   Tensor big = zeros({300, 1000});
   big.data<float>()[123457] = -9.5f;

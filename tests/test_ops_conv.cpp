@@ -128,6 +128,10 @@ std::vector<ConvCase> large_cases() {
       {"direct_16_channels", 2, 3, 16, 16, 16, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 1), true},
       {"direct_fwd_gemm_input_grad", 2, 2, 12, 12, 3, 3, 3, params({1, 1}, {3, 3}, {1, 1}, 1), true},
       {"lenet_conv1_batch", 8, 1, 28, 28, 6, 5, 5, params({1, 1}, {2, 2}, {1, 1}, 1), true},
+      // Narrow rows with output channels in multiples of 16: channel-vector tiles.
+      {"chv_32ch_8x8", 4, 32, 8, 8, 32, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 1), true},
+      {"chv_groups_dilated", 2, 8, 6, 9, 32, 3, 3, params({1, 1}, {1, 2}, {1, 2}, 2), true},
+      {"chv_pixel_tail", 2, 3, 4, 22, 16, 3, 3, params({1, 1}, {0, 0}, {1, 1}, 1), false},
   };
 }
 

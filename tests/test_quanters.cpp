@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "nn/activation.h"
 #include "quant/abs_max_quanter.h"
 #include "quant/act_lsq_plus_quanter.h"
 #include "quant/channel_wise_abs_max_quanter.h"
@@ -131,8 +132,7 @@ TEST(RangeAbsMax, WindowOfThreeWithEvictions) {
     expect_rel(q.threshold(), static_cast<float>(want[i]));
     EXPECT_EQ(buf(q, "iter"), static_cast<double>(i + 1));
   }
-  EXPECT_EQ(q.buffer("window").to_vector<double>(),
-            (std::vector<double>{0.7f, 0.6f, 9}));
+  EXPECT_EQ(q.buffer("window").to_vector<double>(), (std::vector<double>{0.7f, 0.6f, 9}));
 }
 
 TEST(RangeAbsMax, EvalUsesFrozenThreshold) {
@@ -203,10 +203,13 @@ TEST(ChannelWiseAbsMax, OneThresholdPerChannel) {
   expect_rel(s1[0], 2.0 / 127);
   expect_rel(s1[1], 7.0 / 127);
   expect_rel(s1[2], 4.0 / 127);
-  EXPECT_NE(error_of([&] { q1.forward(zeros({3, 2})); }).find("input [3, 2] does not have 3 channels along axis 1"),
+  EXPECT_NE(error_of([&] {
+              q1.forward(zeros({3, 2}));
+            }).find("input [3, 2] does not have 3 channels along axis 1"),
             std::string::npos);
-  EXPECT_NE(error_of([] { ChannelWiseAbsMaxQuanter bad(ChannelWiseAbsMaxOptions{}); }).find("channels must be positive"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { ChannelWiseAbsMaxQuanter bad(ChannelWiseAbsMaxOptions{}); }).find("channels must be positive"),
+      std::string::npos);
 }
 
 TEST(AbsMax, AllZeroInputGivesFiniteOutputAndGradient) {
@@ -498,4 +501,73 @@ TEST(QuanterFactory, LowBitQuantersUseTheirGrid) {
     q->forward(vec({1, -0.25}));
     expect_rel(q->quant_params().scales()[0], 1.0 / static_cast<double>((int64_t{1} << (bits - 1)) - 1));
   }
+}
+
+TEST(QuanterOptions, AccessorsAndPrinting) {
+  ChannelWiseAbsMaxOptions o;
+  o.role = QuantRole::Weight;
+  o.bits = 4;
+  o.rounding = Rounding::HalfAway;
+  o.ste = SteMode::Identity;
+  o.axis = 1;
+  o.channels = 5;
+  ChannelWiseAbsMaxQuanter q(o);
+  EXPECT_EQ(q.bits(), 4);
+  EXPECT_EQ(q.rounding(), Rounding::HalfAway);
+  EXPECT_EQ(q.ste(), SteMode::Identity);
+  EXPECT_EQ(q.options().bits, 4);
+  EXPECT_EQ(q.axis(), 1);
+  EXPECT_EQ(q.channels(), 5);
+  EXPECT_EQ(q.to_string(),
+            "channel_wise_abs_max(weight, bits=4, grid=narrow, rounding=half_away, ste=identity, axis=1, channels=5)");
+  EXPECT_EQ(MovingAverageAbsMaxQuanter().extra_repr(),
+            "activation, bits=8, grid=signed, rounding=half_even, ste=clipped, moving_rate=0.900000");
+  EXPECT_EQ(std::string(quant_role_name(QuantRole::Activation)), "activation");
+  EXPECT_EQ(std::string(lsq_init_name(LsqInit::Lsq)), "lsq");
+  EXPECT_EQ(std::string(preprocess_name(Preprocess::Pact)), "PACT");
+  auto pact = std::make_shared<PactQuanter>(std::make_shared<AbsMaxQuanter>(), PactOptions{6.0, false, 0.1});
+  EXPECT_EQ(pact->extra_repr(), "alpha=6, one_sided, l2=0.1");
+  EXPECT_FALSE(pact->two_sided());
+  pact->replace_submodule("quanter", std::make_shared<nn::ReLU>());
+  EXPECT_NE(error_of([&] { pact->forward(vec({1})); }).find("child 'quanter' is a ReLU, not a quanter"),
+            std::string::npos);
+  // The identity STE option reaches the op: out-of-grid elements keep their gradient.
+  Tensor w = tensor({1, 2, 3, 4, 5, -60, 7, 8, 9, 10}, {2, 5}).set_requires_grad(true);
+  ChannelWiseAbsMaxQuanter qi(o);
+  qi.forward(w).backward(ones({2, 5}));
+  EXPECT_TRUE(AllClose(w.grad(), ones({2, 5}), 0, 0));
+}
+
+TEST(QuantParams, BuildersAndChecks) {
+  QuantParams p =
+      per_channel_params({0.5, 0.0, 2.0}, 1, QuantGrid(8, GridKind::Unsigned), Rounding::HalfEven, {0, 3, 1});
+  EXPECT_TRUE(p.per_channel());
+  EXPECT_EQ(p.channels(), 3);
+  EXPECT_EQ(p.scale.dtype(), DType::F32);
+  EXPECT_EQ(p.zero_point.dtype(), DType::I32);
+  EXPECT_EQ(p.scales(), (std::vector<double>{0.5, static_cast<float>(kScaleFloor), 2.0}));  // 0 is floored
+  EXPECT_EQ(p.zero_points(), (std::vector<int64_t>{0, 3, 1}));
+  EXPECT_FALSE(p.symmetric());
+  QuantParams t = per_tensor_params(0.25, 0, QuantGrid());
+  EXPECT_FALSE(t.per_channel());
+  EXPECT_TRUE(t.symmetric());
+  EXPECT_NE(error_of([] {
+              per_channel_params({1, 2}, -1, QuantGrid());
+            }).find("take one scale, got 2"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              per_channel_params({1, 2}, 0, QuantGrid(), Rounding::HalfEven, {1});
+            }).find("1 zero points for 2 scales"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              check_quant_args(vec({1}), tensor({0}, {1}, DType::I64), -1, {3}, "convert");
+            }).find("convert: zero_point must be i32, got i64"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              check_quant_args(vec({1, 2}), Tensor(), -1, {3}, "convert");
+            }).find("convert: per-tensor quantization takes one scale, but scale has shape [2]"),
+            std::string::npos);
+  EXPECT_TRUE(QuantGrid(8, GridKind::Unsigned).is_unsigned());
+  EXPECT_EQ(symmetric_qmax(8), 127);
+  EXPECT_EQ(symmetric_qmax(2), 1);
 }

@@ -67,6 +67,8 @@ void run_train(TrainArgs& a) {
     if (a.limit_opt->count() == 0) a.limit = saved.limit;
     if (a.out_dir.empty()) a.out_dir = std::filesystem::path(resume_path).parent_path().string();
   }
+  QSLIM_CHECK(a.stop_after == 0 || !a.out_dir.empty(),
+              "--stop-after needs --out: the state to resume from is saved there");
   train::ResolvedConfig rc = train::resolve_config(base, a.recipe, overrides);
   train::TrainConfig& c = rc.config;
   c.out_dir = a.out_dir;
@@ -120,11 +122,12 @@ void run_train(TrainArgs& a) {
   };
   auto history = train::fit(*model, data.train, data.test, c, cb);
   QSLIM_CHECK(!history.empty(), "training: no epoch was run");
-  double total = 0, ips = 0;
+  double total = 0, ips = 0, cpu = 0, images = 0;
   int run_epochs = 0;
   for (const auto& r : history) {
     total += r.seconds;
-    if (resume_path.empty() || r.epoch > saved.epoch) ips += r.images_per_s, ++run_epochs;
+    if (resume_path.empty() || r.epoch > saved.epoch)
+      ips += r.images_per_s, ++run_epochs, cpu += r.cpu_seconds, images += r.images_per_s * r.seconds;
   }
   const auto& last = history.back();
   const std::string ckpt = c.out_dir.empty() ? "" : (std::filesystem::path(c.out_dir) / train::kModelFile).string();
@@ -133,7 +136,8 @@ void run_train(TrainArgs& a) {
                         {"epochs", last.epoch},      {"top1", last.test.top1},
                         {"top5", last.test.top5},    {"test_loss", last.test.loss},
                         {"train_loss", last.train_loss}, {"seconds", total},
-                        {"img_s", run_epochs ? ips / run_epochs : 0.0}, {"checkpoint", ckpt},
+                        {"img_s", run_epochs ? ips / run_epochs : 0.0},
+                        {"img_per_cpu_s", cpu > 0 ? images / cpu : 0.0}, {"checkpoint", ckpt},
                         {"peak_rss_mib", peak_rss_mib()}};
     std::printf("%s\n", j.dump().c_str());
   }

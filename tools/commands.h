@@ -8,5 +8,6 @@ void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_models_command(CLI::App& app);
+void add_qat_command(CLI::App& app);
 
 }  // namespace qslim::tools

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   qslim::tools::add_train_command(app);
   qslim::tools::add_eval_command(app);
+  qslim::tools::add_qat_command(app);
   qslim::tools::add_bench_command(app);
   qslim::tools::add_models_command(app);
   try {

@@ -13,7 +13,7 @@ json to_json(const EpochReport& r) {
   return {{"epoch", r.epoch},        {"loss", r.train_loss},    {"train_top1", r.train_top1},
           {"train_top5", r.train_top5}, {"test_loss", r.test.loss}, {"top1", r.test.top1},
           {"top5", r.test.top5},     {"test_samples", r.test.samples}, {"lr", r.lr},
-          {"img_s", r.images_per_s}, {"seconds", r.seconds}};
+          {"img_s", r.images_per_s}, {"seconds", r.seconds}, {"cpu_s", r.cpu_seconds}};
 }
 
 double number(const json& j, const char* key, const std::string& where) {
@@ -37,6 +37,7 @@ EpochReport from_json(const json& j, const std::string& where) {
   r.lr = number(j, "lr", where);
   r.images_per_s = number(j, "img_s", where);
   r.seconds = number(j, "seconds", where);
+  r.cpu_seconds = number(j, "cpu_s", where);
   return r;
 }
 

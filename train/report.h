@@ -18,11 +18,12 @@ struct EpochReport {
   EvalResult test;
   double lr = 0;
   double images_per_s = 0;
-  double seconds = 0;
+  double seconds = 0;      // wall time of the training pass (evaluation excluded)
+  double cpu_seconds = 0;  // process CPU time of the training pass, all threads (shows a shared machine)
 };
 
 // {"epoch":1,"loss":..,"train_top1":..,"train_top5":..,"test_loss":..,"top1":..,"top5":..,
-//  "test_samples":..,"lr":..,"img_s":..,"seconds":..} on one line, without the newline.
+//  "test_samples":..,"lr":..,"img_s":..,"seconds":..,"cpu_s":..} on one line, without the newline.
 std::string to_json_line(const EpochReport& r);
 // Inverse of to_json_line; errors name `where` and the missing or mistyped key.
 EpochReport epoch_report_from_json(const std::string& line, const std::string& where);

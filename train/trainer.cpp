@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,12 @@ namespace qslim::train {
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::vector<Tensor> params) {
   optim::GroupOptions o;
@@ -181,6 +188,7 @@ std::vector<EpochReport> fit(nn::Module& model, std::shared_ptr<const data::Data
   for (int epoch = start + 1; epoch <= last_epoch; ++epoch) {
     model.train();
     auto t0 = Clock::now();
+    const double cpu0 = process_cpu_seconds();
     double loss_sum = 0;
     int64_t correct1 = 0, correct5 = 0, seen = 0, b = 0;
     double lr = opt->lr();
@@ -212,6 +220,7 @@ std::vector<EpochReport> fit(nn::Module& model, std::shared_ptr<const data::Data
     EpochReport r;
     r.epoch = epoch;
     r.seconds = seconds_since(t0);
+    r.cpu_seconds = process_cpu_seconds() - cpu0;
     r.images_per_s = seen / std::max(r.seconds, 1e-9);
     r.train_loss = loss_sum / std::max<int64_t>(seen, 1);
     r.train_top1 = 100.0 * correct1 / std::max<int64_t>(seen, 1);

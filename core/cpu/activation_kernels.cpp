@@ -224,13 +224,13 @@ void forward_parallel(const T* x, T* y, int64_t n, Activation act, double param)
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>) {
     if (act == Activation::Relu && x != y && use_streaming_relu(n, sizeof(T))) {
-      parallel_for(n, kElementwiseGrain, [&](int64_t b, int64_t e) { relu_streaming(x + b, y + b, e - b); });
+      parallel_range(n, kElementwiseGrain, [&](int64_t b, int64_t e) { relu_streaming(x + b, y + b, e - b); });
       return;
     }
   }
 #endif
   const T p = static_cast<T>(param);
-  parallel_for(n, grain_of(act), [&](int64_t b, int64_t e) { forward_range(x + b, y + b, e - b, act, p); });
+  parallel_range(n, grain_of(act), [&](int64_t b, int64_t e) { forward_range(x + b, y + b, e - b, act, p); });
 }
 
 template <typename T>
@@ -238,14 +238,14 @@ void backward_parallel(const T* g, const T* s, T* o, int64_t n, Activation act, 
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>) {
     if (act == Activation::Relu && use_streaming_relu(n, sizeof(T))) {
-      parallel_for(n, kElementwiseGrain,
+      parallel_range(n, kElementwiseGrain,
                    [&](int64_t b, int64_t e) { relu_backward_streaming(g + b, s + b, o + b, e - b); });
       return;
     }
   }
 #endif
   const T p = static_cast<T>(param);
-  parallel_for(n, grain_of(act), [&](int64_t b, int64_t e) { backward_range(g + b, s + b, o + b, e - b, act, p); });
+  parallel_range(n, grain_of(act), [&](int64_t b, int64_t e) { backward_range(g + b, s + b, o + b, e - b, act, p); });
 }
 
 }  // namespace

@@ -100,7 +100,7 @@ void backward_gemm(const T* gy, const T* x, const T* w, T* gx, T* gw, const Conv
 bool direct_weight_grad(const Conv2dGeometry& g) {
   if (!direct::use_backward_weight(g)) return false;
   const double flops = 2.0 * g.out_channels * (g.in_channels / g.groups) * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
-  return batch_chunks(g.batch, flops) > 1 || num_threads() == 1 || g.batch * flops < kMinParallelFlops;
+  return batch_chunks(g.batch, flops) > 1 || pool_threads() == 1 || g.batch * flops < kMinParallelFlops;
 }
 
 // f32 only: runs the direct kernels where they apply (see conv2d_direct.h).

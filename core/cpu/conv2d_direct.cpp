@@ -155,6 +155,78 @@ void forward_rows(const float* pad, const PaddedLayout& l, const float* wpack, c
       }
 }
 
+// ---------------------------------------------------------------- forward, channel vectors
+// For rows too narrow to fill pixel vectors, with output channels in multiples of 16: a vector
+// holds 16 output channels of one pixel, PB pixels of a row per tile; each tap is one weight
+// vector load and PB broadcast-FMAs, and the results are transposed on the way out.
+template <int PB>
+void chv_tile(const FwdArgs& a) {
+  vf acc[PB];
+  const vf b = a.bias ? vload(a.bias) : vf{};
+  for (int p = 0; p < PB; ++p) acc[p] = b;
+  const float* wp = a.w;
+  for (int64_t c = 0; c < a.cin; ++c)
+    for (int64_t i = 0; i < a.kh; ++i) {
+      const float* r = a.in + c * a.plane + i * a.dh * a.cols;
+      for (int64_t j = 0; j < a.kw; ++j, wp += kLanes) {
+        const vf wv = vload(wp);
+        const float* src = r + j * a.dw;
+        for (int p = 0; p < PB; ++p) acc[p] += wv * vsplat(src[p]);
+      }
+    }
+  for (int p = 0; p < a.valid; ++p)
+    for (int64_t o = 0; o < kLanes; ++o) a.out[o * a.out_plane + p] = acc[p][o];
+}
+
+constexpr int64_t kChvPixels = 12;
+
+FwdFn chv_kernel(int64_t pixels) {
+  switch (pixels) {
+    case 1: return chv_tile<1>;
+    case 2: return chv_tile<2>;
+    case 3: return chv_tile<3>;
+    case 4: return chv_tile<4>;
+    case 5: return chv_tile<5>;
+    case 6: return chv_tile<6>;
+    case 7: return chv_tile<7>;
+    case 8: return chv_tile<8>;
+    case 9: return chv_tile<9>;
+    case 10: return chv_tile<10>;
+    case 11: return chv_tile<11>;
+    default: return chv_tile<kChvPixels>;
+  }
+}
+
+// Pixel vectors waste over a fifth of their lanes on rows this wide.
+bool narrow_rows(int64_t w) { return 5 * w < 4 * vectors_per_row(w) * kLanes; }
+
+bool channel_vectors(const Conv2dGeometry& g) {
+  return (g.out_channels / g.groups) % kLanes == 0 && narrow_rows(g.out_w);
+}
+
+void forward_rows_chv(const float* pad, const PaddedLayout& l, const float* wpack, const float* bias, float* y,
+                      const Conv2dGeometry& g, int64_t oh0, int64_t oh1) {
+  const int64_t G = g.groups, Cg = g.in_channels / G, Og = g.out_channels / G;
+  const int64_t taps = g.kernel_h * g.kernel_w, OW = g.out_w, out_plane = g.out_h * OW;
+  for (int64_t grp = 0; grp < G; ++grp)
+    for (int64_t oh = oh0; oh < oh1; ++oh)
+      for (int64_t ow = 0; ow < OW; ow += kChvPixels) {
+        const int64_t pixels = std::min(kChvPixels, OW - ow);
+        const FwdFn fn = chv_kernel(pixels);
+        for (int64_t ob = 0; ob < Og; ob += kLanes) {
+          const int64_t o = grp * Og + ob;
+          FwdArgs a{pad + grp * Cg * l.plane + oh * l.cols + ow,
+                    Cg, l.plane, l.cols, g.kernel_h, g.kernel_w, g.dilation_h, g.dilation_w,
+                    wpack + o * Cg * taps,
+                    bias ? bias + o : nullptr,
+                    y + o * out_plane + oh * OW + ow,
+                    out_plane,
+                    pixels};
+          fn(a);
+        }
+      }
+}
+
 // ---------------------------------------------------------------- weight gradient
 
 struct WgradArgs {
@@ -211,13 +283,17 @@ WgradFn wgrad_kernel(int64_t kw, int64_t ob) {
 
 }  // namespace
 
-bool use_forward(const Conv2dGeometry& g) { return stride1_regular(g) && fills_vectors(g.out_w); }
+bool use_forward(const Conv2dGeometry& g) {
+  return stride1_regular(g) && (fills_vectors(g.out_w) || (g.out_channels / g.groups) % kLanes == 0);
+}
 
 bool use_backward_input(const Conv2dGeometry& g) {
   // The transposed convolution also multiplies the zero border of the padded gradient; with
   // small images and large kernels that waste exceeds the GEMM path's col2im.
+  // It is a convolution with in and out channels swapped, so use_forward's test uses in_channels.
   return stride1_regular(g) && (g.kernel_h - 1) * g.dilation_h >= g.pad_h &&
-         (g.kernel_w - 1) * g.dilation_w >= g.pad_w && fills_vectors(g.in_w) &&
+         (g.kernel_w - 1) * g.dilation_w >= g.pad_w &&
+         (fills_vectors(g.in_w) || (g.in_channels / g.groups) % kLanes == 0) &&
          g.in_h * g.in_w <= 1.3 * g.out_h * g.out_w;
 }
 
@@ -232,18 +308,25 @@ void forward(const float* x, const float* w, const float* bias, float* y, const 
   const int64_t C = g.in_channels, O = g.out_channels, Og = O / g.groups;
   const int64_t in_image = C * g.in_h * g.in_w, out_image = O * g.out_h * g.out_w;
   const PaddedLayout l = padded_layout(g);
-  const std::vector<Block> blocks = make_blocks(Og, vectors_per_row(g.out_w) >= 2 ? 12 : 16);
+  const bool chv = channel_vectors(g);
+  const std::vector<Block> blocks = make_blocks(Og, chv || vectors_per_row(g.out_w) == 1 ? 16 : 12);
   float* wpack = thread_scratch<float>(ScratchSlot::PackedWeights, O * (C / g.groups) * g.kernel_h * g.kernel_w);
   pack_forward(w, g, blocks, wpack);
+  auto rows = [&](const float* pad, float* out, int64_t oh0, int64_t oh1) {
+    if (chv)
+      forward_rows_chv(pad, l, wpack, bias, out, g, oh0, oh1);
+    else
+      forward_rows(pad, l, wpack, blocks, bias, out, g, oh0, oh1);
+  };
   const double flops = 2.0 * O * (C / g.groups) * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
   const int64_t chunks = batch_chunks(g.batch, flops);
-  if (chunks > 1 || num_threads() == 1 || g.batch * flops < kMinParallelFlops) {
+  if (chunks > 1 || pool_threads() == 1 || g.batch * flops < kMinParallelFlops) {
     run_chunks(chunks, g.batch, [&](int64_t, int64_t b0, int64_t b1) {
       float* pad = thread_scratch<float>(ScratchSlot::Plane, C * l.plane);
       std::fill(pad, pad + C * l.plane, 0.0f);
       for (int64_t n = b0; n < b1; ++n) {
         pad_image(x + n * in_image, C, g, l, pad);
-        forward_rows(pad, l, wpack, blocks, bias, y + n * out_image, g, 0, g.out_h);
+        rows(pad, y + n * out_image, 0, g.out_h);
       }
     });
     return;
@@ -254,8 +337,8 @@ void forward(const float* x, const float* w, const float* bias, float* y, const 
   const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(kMinParallelFlops * g.out_h / flops));
   for (int64_t n = 0; n < g.batch; ++n) {
     pad_image(x + n * in_image, C, g, l, pad);
-    parallel_for(g.out_h, grain, [&](int64_t r0, int64_t r1) {
-      forward_rows(pad, l, wpack, blocks, bias, y + n * out_image, g, r0, r1);
+    parallel_range(g.out_h, grain, [&](int64_t r0, int64_t r1) {
+      rows(pad, y + n * out_image, r0, r1);
     });
   }
 }

@@ -6,6 +6,7 @@
 
 #include "core/cpu/scratch.h"
 #include "core/cpu/simd.h"
+#include "core/cpu/thread_pool.h"
 #include "core/parallel.h"
 
 namespace qslim::cpu::depthwise {
@@ -232,7 +233,7 @@ void flat_forward_impl(const T* x, const T* w, const T* bias, T* y, const Conv2d
   const int64_t C = g.in_channels, HW = g.in_h * g.in_w, P = g.out_h * g.out_w, taps = g.kernel_h * g.kernel_w;
   const FlatLayout l = flat_layout(g, Vec<T>::lanes);
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, P * taps));
-  parallel_for(g.batch * C, grain, [&](int64_t p0, int64_t p1) {
+  parallel_range(g.batch * C, grain, [&](int64_t p0, int64_t p1) {
     T* pad = thread_scratch<T>(ScratchSlot::Plane, l.size);
     T* virt = thread_scratch<T>(ScratchSlot::Columns, l.vectors * Vec<T>::lanes);
     std::fill(pad, pad + l.size, T(0));
@@ -251,7 +252,7 @@ void flat_weight_impl(const T* gy, const T* x, T* gw, const Conv2dGeometry& g) {
   const int64_t C = g.in_channels, HW = g.in_h * g.in_w, P = g.out_h * g.out_w, taps = g.kernel_h * g.kernel_w;
   const FlatLayout l = flat_layout(g, Vec<T>::lanes);
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.batch * P * taps));
-  parallel_for(C, grain, [&](int64_t c0, int64_t c1) {
+  parallel_range(C, grain, [&](int64_t c0, int64_t c1) {
     T* pad = thread_scratch<T>(ScratchSlot::Plane, l.size);
     T* gvirt = thread_scratch<T>(ScratchSlot::GradColumns, l.vectors * Vec<T>::lanes);
     std::fill(pad, pad + l.size, T(0));
@@ -408,7 +409,7 @@ void forward_impl(const T* x, const T* w, const T* bias, T* y, const Conv2dGeome
   const int64_t C = g.in_channels, HW = g.in_h * g.in_w, P = g.out_h * g.out_w, taps = g.kernel_h * g.kernel_w;
   const PhaseLayout l = phase_layout(g, Vec<T>::lanes);
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, P * taps));
-  parallel_for(g.batch * C, grain, [&](int64_t p0, int64_t p1) {
+  parallel_range(g.batch * C, grain, [&](int64_t p0, int64_t p1) {
     T* ph = thread_scratch<T>(ScratchSlot::Plane, l.size());
     T* split_buf = thread_scratch<T>(ScratchSlot::Row, HW);
     std::fill(ph, ph + l.size(), T(0));
@@ -434,7 +435,7 @@ void backward_impl(const T* gy, const T* x, const T* w, T* gx, T* gw, const Conv
   const PhaseLayout l = phase_layout(g, Vec<T>::lanes);
   const int64_t gy_cols = l.vectors * Vec<T>::lanes;
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.batch * P * taps));
-  parallel_for(C, grain, [&](int64_t c0, int64_t c1) {
+  parallel_range(C, grain, [&](int64_t c0, int64_t c1) {
     T* xph = gw ? thread_scratch<T>(ScratchSlot::Plane, l.size()) : nullptr;
     T* gph = gx ? thread_scratch<T>(ScratchSlot::GradPlane, l.size()) : nullptr;
     T* gyp = thread_scratch<T>(ScratchSlot::GradColumns, g.out_h * gy_cols);

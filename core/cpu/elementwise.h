@@ -2,6 +2,7 @@
 // vectorisable, grain-parallel loop; anything else (views, broadcasting) walks rows.
 #pragma once
 #include "core/cpu/strided_loop.h"
+#include "core/cpu/thread_pool.h"
 #include "core/parallel.h"
 #include "core/tensor.h"
 
@@ -16,7 +17,7 @@ Tensor unary_map(const Tensor& a, F f) {
   U* o = out.data<U>();
   if (a.is_contiguous()) {
     const T* p = a.data<T>();
-    parallel_for(a.numel(), kElementwiseGrain, [&](int64_t b, int64_t e) {
+    parallel_range(a.numel(), kElementwiseGrain, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) o[i] = f(p[i]);
     });
     return out;
@@ -40,7 +41,7 @@ Tensor binary_map(const Tensor& a, const Tensor& b, const char* op, F f) {
   if (a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous()) {
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();
-    parallel_for(out.numel(), kElementwiseGrain, [&](int64_t s, int64_t e) {
+    parallel_range(out.numel(), kElementwiseGrain, [&](int64_t s, int64_t e) {
       for (int64_t i = s; i < e; ++i) o[i] = f(pa[i], pb[i]);
     });
     return out;
@@ -79,7 +80,7 @@ void binary_inplace(const Tensor& a, const Tensor& b, const char* op, F f) {
   if (a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous()) {
     T* pa = base_a + a.offset();
     const T* pb = base_b + b.offset();
-    parallel_for(a.numel(), kElementwiseGrain, [&](int64_t s, int64_t e) {
+    parallel_range(a.numel(), kElementwiseGrain, [&](int64_t s, int64_t e) {
       for (int64_t i = s; i < e; ++i) pa[i] = f(pa[i], pb[i]);
     });
   } else {

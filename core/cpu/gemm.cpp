@@ -2,8 +2,13 @@
 
 // GCC 12 reports false -Wmaybe-uninitialized positives inside Eigen's AVX-512 kernels.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Eigen's own threading uses OpenMP teams, whose barriers stall on a loaded machine; large products
+// are split over the thread pool here instead (see thread_pool.h).
+#define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
+#include <algorithm>
 
+#include "core/cpu/thread_pool.h"
 #include "core/error.h"
 
 namespace qslim::cpu {
@@ -25,7 +30,7 @@ void product(CM& c, const AM& a, const BM& b, T alpha) {
 }
 
 template <typename T>
-void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
                const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
   QSLIM_CHECK(m >= 0 && n >= 0 && k >= 0, "gemm: negative size m=", m, " n=", n, " k=", k);
   if (m == 0 || n == 0) return;
@@ -49,6 +54,33 @@ void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T al
     product(cm, am, bm.transpose(), alpha);
   else
     product(cm, am.transpose(), bm.transpose(), alpha);
+}
+
+// Products at least this large split their output over the pool's threads (when not already
+// inside a parallel job); slices stay wide enough for Eigen's register blocking.
+constexpr double kSplitFlops = 2e6;
+constexpr int64_t kMinSlice = 64;
+
+template <typename T>
+void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+               const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  const int64_t threads = pool_threads();
+  const bool split = threads > 1 && 2.0 * m * n * k >= kSplitFlops && std::max(m, n) >= 2 * kMinSlice && !in_parallel();
+  if (!split) return gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  QSLIM_CHECK(m >= 0 && n >= 0 && k >= 0, "gemm: negative size m=", m, " n=", n, " k=", k);
+  const bool by_rows = m >= n;
+  const int64_t len = by_rows ? m : n;
+  const int64_t slices = std::min<int64_t>(2 * threads, len / kMinSlice);
+  run_tasks(slices, [&](int64_t s) {
+    const int64_t i0 = len * s / slices, i1 = len * (s + 1) / slices;
+    if (by_rows) {  // rows i0..i1 of op(A) and C
+      const T* as = trans_a ? a + i0 : a + i0 * lda;
+      gemm_serial(trans_a, trans_b, i1 - i0, n, k, alpha, as, lda, b, ldb, beta, c + i0 * ldc, ldc);
+    } else {  // columns i0..i1 of op(B) and C
+      const T* bs = trans_b ? b + i0 * ldb : b + i0;
+      gemm_serial(trans_a, trans_b, m, i1 - i0, k, alpha, a, lda, bs, ldb, beta, c + i0, ldc);
+    }
+  });
 }
 
 }  // namespace

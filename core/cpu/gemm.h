@@ -2,9 +2,10 @@
 //   C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C
 // op(A) is A [m,k] with leading dimension lda, or, when trans_a, the transpose of A stored as
 // [k,m] with leading dimension lda (likewise for B). With beta == 0, C is not read (it may hold
-// garbage or NaN). Threading: the GEMM uses Eigen's threads (qslim::set_num_threads) when called
-// outside a parallel region and runs single-threaded inside one (e.g. within parallel_for chunks),
-// so callers choose per shape between batch-parallel loops and one threaded GEMM.
+// garbage or NaN). Threading: a large product splits its rows or columns over the thread pool
+// (thread_pool.h) when called outside a parallel job, and runs single-threaded inside one (e.g.
+// within batch chunks), so callers choose per shape between batch-parallel loops and one threaded
+// GEMM.
 #pragma once
 #include <cstdint>
 

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/cpu/strided_loop.h"
+#include "core/cpu/thread_pool.h"
 #include "core/parallel.h"
 
 namespace qslim::cpu {
@@ -38,7 +39,7 @@ Tensor cat_dim(const std::vector<Tensor>& xs, int64_t dim, const Shape& out_shap
     if (chunk > 0 && outer > 0) {
       Tensor xc = x.contiguous();
       const char* src = static_cast<const char*>(xc.raw_data());
-      parallel_for(outer, std::max<int64_t>(1, kGrain / chunk), [&](int64_t b, int64_t e) {
+      parallel_range(outer, std::max<int64_t>(1, kGrain / chunk), [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) std::memcpy(o + (i * row + at) * es, src + i * chunk * es, chunk * es);
       });
     }
@@ -62,7 +63,7 @@ Tensor index_select_dim(const Tensor& x, int64_t dim, const Tensor& index, const
   const char* src = static_cast<const char*>(xc.raw_data());
   char* dst = static_cast<char*>(out.raw_data());
   const int64_t* idx = ic.data<int64_t>();
-  parallel_for(outer * K, std::max<int64_t>(1, kGrain / inner), [&](int64_t b, int64_t e) {
+  parallel_range(outer * K, std::max<int64_t>(1, kGrain / inner), [&](int64_t b, int64_t e) {
     for (int64_t j = b; j < e; ++j) {
       const int64_t o = j / K, k = j % K;
       std::memcpy(dst + j * inner * es, src + (o * n + idx[k]) * inner * es, inner * es);
@@ -82,7 +83,7 @@ void index_add_dim(const Tensor& out, int64_t dim, const Tensor& index, const Te
     scalar_t* o = out.data<scalar_t>();
     const scalar_t* s = sc.data<scalar_t>();
     // Parallel over `outer` only: different k may hit the same destination row.
-    parallel_for(outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, K * inner)), [&](int64_t b, int64_t e) {
+    parallel_range(outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, K * inner)), [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i)
         for (int64_t k = 0; k < K; ++k) {
           scalar_t* d = o + (i * n + idx[k]) * inner;

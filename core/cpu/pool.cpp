@@ -8,6 +8,7 @@
 #include <immintrin.h>
 #endif
 
+#include "core/cpu/thread_pool.h"
 #include "core/parallel.h"
 
 namespace qslim::cpu {
@@ -207,7 +208,7 @@ MaxPool2dResult max_pool2d_forward(const Tensor& x, const Pool2dGeometry& g, boo
     const scalar_t* in = xc.data<scalar_t>();
     scalar_t* out = r.output.data<scalar_t>();
     int32_t* idx = with_indices ? r.indices.data<int32_t>() : nullptr;
-    parallel_for(g.batch * g.channels, plane_grain(out_plane * g.kernel_h * g.kernel_w), [&](int64_t p0, int64_t p1) {
+    parallel_range(g.batch * g.channels, plane_grain(out_plane * g.kernel_h * g.kernel_w), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         if (idx)
           max_pool_plane<scalar_t, true>(in + p * in_plane, out + p * out_plane, idx + p * out_plane, g);
@@ -231,7 +232,7 @@ Tensor max_pool2d_backward(const Tensor& grad_out, const Tensor& indices, const 
     const scalar_t* gp = gy.data<scalar_t>();
     const int32_t* ip = ic.data<int32_t>();
     scalar_t* xp = gx.data<scalar_t>();
-    parallel_for(g.batch * g.channels, plane_grain(in_plane + out_plane), [&](int64_t p0, int64_t p1) {
+    parallel_range(g.batch * g.channels, plane_grain(in_plane + out_plane), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         scalar_t* dst = xp + p * in_plane;
         std::fill(dst, dst + in_plane, scalar_t(0));
@@ -251,7 +252,7 @@ Tensor avg_pool2d_forward(const Tensor& x, const Pool2dGeometry& g, bool count_i
   QSLIM_DISPATCH_FLOAT(x.dtype(), "avg_pool2d", [&] {
     const scalar_t* in = xc.data<scalar_t>();
     scalar_t* out = y.data<scalar_t>();
-    parallel_for(g.batch * g.channels, plane_grain(out_plane * g.kernel_h * g.kernel_w), [&](int64_t p0, int64_t p1) {
+    parallel_range(g.batch * g.channels, plane_grain(out_plane * g.kernel_h * g.kernel_w), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const scalar_t* src = in + p * in_plane;
         scalar_t* dst = out + p * out_plane;
@@ -283,7 +284,7 @@ Tensor avg_pool2d_backward(const Tensor& grad_out, const Pool2dGeometry& g, bool
   QSLIM_DISPATCH_FLOAT(grad_out.dtype(), "avg_pool2d backward", [&] {
     const scalar_t* gp = gy.data<scalar_t>();
     scalar_t* xp = gx.data<scalar_t>();
-    parallel_for(g.batch * g.channels, plane_grain(out_plane * g.kernel_h * g.kernel_w), [&](int64_t p0, int64_t p1) {
+    parallel_range(g.batch * g.channels, plane_grain(out_plane * g.kernel_h * g.kernel_w), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         scalar_t* dst = xp + p * in_plane;
         std::fill(dst, dst + in_plane, scalar_t(0));
@@ -317,7 +318,7 @@ Tensor adaptive_avg_pool2d_forward(const Tensor& x, std::array<int64_t, 2> outpu
   QSLIM_DISPATCH_FLOAT(x.dtype(), "adaptive_avg_pool2d", [&] {
     const scalar_t* in = xc.data<scalar_t>();
     scalar_t* out = y.data<scalar_t>();
-    parallel_for(N * C, plane_grain(H * W + OH * OW), [&](int64_t p0, int64_t p1) {
+    parallel_range(N * C, plane_grain(H * W + OH * OW), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) adaptive_avg_plane(in + p * H * W, out + p * OH * OW, H, W, OH, OW);
     });
   });
@@ -336,7 +337,7 @@ Tensor adaptive_avg_pool2d_backward(const Tensor& grad_out, const Shape& input_s
   QSLIM_DISPATCH_FLOAT(grad_out.dtype(), "adaptive_avg_pool2d backward", [&] {
     const scalar_t* gp = gy.data<scalar_t>();
     scalar_t* xp = gx.data<scalar_t>();
-    parallel_for(N * C, plane_grain(H * W + OH * OW), [&](int64_t p0, int64_t p1) {
+    parallel_range(N * C, plane_grain(H * W + OH * OW), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p)
         adaptive_avg_plane_backward(gp + p * OH * OW, xp + p * H * W, H, W, OH, OW);
     });

@@ -5,6 +5,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/cpu/thread_pool.h"
 #include "core/parallel.h"
 
 namespace qslim::cpu {
@@ -46,7 +47,7 @@ void sum_mid(const T* in, T* out, int64_t outer, int64_t mid, int64_t inner) {
       // One long sum: fixed-size chunks (so the result does not depend on the thread count).
       const int64_t chunks = (mid + kGrain - 1) / kGrain;
       std::vector<double> part(chunks);
-      parallel_for(chunks, 1, [&](int64_t b, int64_t e) {
+      parallel_range(chunks, 1, [&](int64_t b, int64_t e) {
         for (int64_t c = b; c < e; ++c) {
           const int64_t lo = c * kGrain;
           part[c] = static_cast<double>(contiguous_sum(in + lo, std::min(mid, lo + kGrain) - lo));
@@ -57,7 +58,7 @@ void sum_mid(const T* in, T* out, int64_t outer, int64_t mid, int64_t inner) {
       out[0] = static_cast<T>(total);
       return;
     }
-    parallel_for(outer, std::max<int64_t>(1, kGrain / mid), [&](int64_t b, int64_t e) {
+    parallel_range(outer, std::max<int64_t>(1, kGrain / mid), [&](int64_t b, int64_t e) {
       for (int64_t o = b; o < e; ++o) out[o] = contiguous_sum(in + o * mid, mid);
     });
     return;
@@ -65,7 +66,7 @@ void sum_mid(const T* in, T* out, int64_t outer, int64_t mid, int64_t inner) {
   // Lanes across `inner`; split `inner` too when there are few outer blocks.
   const int64_t tile = outer >= 4 ? inner : std::max<int64_t>(64, inner / 8);
   const int64_t tiles = (inner + tile - 1) / tile;
-  parallel_for(outer * tiles, std::max<int64_t>(1, kGrain / (mid * std::min(tile, inner))), [&](int64_t b, int64_t e) {
+  parallel_range(outer * tiles, std::max<int64_t>(1, kGrain / (mid * std::min(tile, inner))), [&](int64_t b, int64_t e) {
     for (int64_t it = b; it < e; ++it) {
       const int64_t o = it / tiles, i0 = (it % tiles) * tile, w = std::min(tile, inner - i0);
       const T* src = in + o * mid * inner + i0;
@@ -91,7 +92,7 @@ bool better(T v, T best) {
 
 template <typename T, bool kMax>
 void minmax_kernel(const T* x, T* vals, int64_t* idx, int64_t outer, int64_t n, int64_t inner) {
-  parallel_for(outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, n * inner)), [&](int64_t b, int64_t e) {
+  parallel_range(outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, n * inner)), [&](int64_t b, int64_t e) {
     for (int64_t o = b; o < e; ++o) {
       const T* xb = x + o * n * inner;
       int64_t* ib = idx + o * inner;

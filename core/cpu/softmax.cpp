@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/cpu/thread_pool.h"
 #include "core/parallel.h"
 
 namespace qslim::cpu {
@@ -109,7 +110,7 @@ template <typename F>
 void for_row_tiles(int64_t rows, int64_t n, F fn) {
   const int64_t tile_rows = std::max<int64_t>(1, kTileElems / std::max<int64_t>(1, n));
   const int64_t tiles = (rows + tile_rows - 1) / tile_rows;
-  parallel_for(tiles, std::max<int64_t>(1, kGrain / (tile_rows * std::max<int64_t>(1, n))),
+  parallel_range(tiles, std::max<int64_t>(1, kGrain / (tile_rows * std::max<int64_t>(1, n))),
                [&](int64_t tb, int64_t te) {
                  for (int64_t t = tb; t < te; ++t) fn(t * tile_rows, std::min(rows, (t + 1) * tile_rows));
                });
@@ -120,7 +121,7 @@ template <typename F>
 void for_col_tiles(const Split& s, F fn) {
   const int64_t ct = (s.inner + kColTile - 1) / kColTile;
   const int64_t per_item = s.n * std::min(s.inner, kColTile);
-  parallel_for(s.outer * ct, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, per_item)), [&](int64_t b, int64_t e) {
+  parallel_range(s.outer * ct, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, per_item)), [&](int64_t b, int64_t e) {
     for (int64_t it = b; it < e; ++it) {
       int64_t o = it / ct, i0 = (it % ct) * kColTile;
       fn(o, i0, std::min(kColTile, s.inner - i0));
@@ -284,7 +285,7 @@ template <typename T>
 void ce_backward(const T* p, const int64_t* t, const T* g, int64_t gstride, T scale, T* gx, int64_t N, int64_t C,
                  T eps) {
   const T u = eps / static_cast<T>(C), hit = 1 - eps;
-  parallel_for(N, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, C)), [&](int64_t b, int64_t e) {
+  parallel_range(N, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, C)), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const T gr = g[r * gstride] * scale;
       const T* pr = p + r * C;

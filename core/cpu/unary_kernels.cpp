@@ -31,7 +31,7 @@ Tensor eigen_map(const Tensor& x_in, F f) {
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   const T* px = x.data<T>();
   T* po = out.data<T>();
-  parallel_for(x.numel(), kMathGrain, [&](int64_t b, int64_t e) {
+  parallel_range(x.numel(), kMathGrain, [&](int64_t b, int64_t e) {
     ConstArrayMap<T> xs(px + b, e - b);
     ArrayMap<T> os(po + b, e - b);
     f(xs, os);

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "autograd/grad_mode.h"
+#include "core/cpu/thread_pool.h"
 #include "core/parallel.h"
 
 namespace qslim::optim {
@@ -30,7 +31,7 @@ void adam_update(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, const AdamSca
   const T a1 = static_cast<T>(1.0 - s.beta1), b2 = static_cast<T>(s.beta2), a2 = static_cast<T>(1.0 - s.beta2);
   const T eps = static_cast<T>(s.eps), step_size = static_cast<T>(s.step_size), bc2 = static_cast<T>(s.bc2_sqrt);
   const bool decay_p = s.decoupled && s.weight_decay != 0.0, l2 = !s.decoupled && s.weight_decay != 0.0;
-  parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+  cpu::parallel_range(n, kGrain, [&](int64_t begin, int64_t end) {
     alignas(64) T gbuf[kBlock];
     for (int64_t b = begin; b < end; b += kBlock) {
       const Eigen::Index len = std::min<int64_t>(kBlock, end - b);

@@ -3,9 +3,10 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
-#include <mutex>
+#include <vector>
 
 #include "autograd/grad_mode.h"
+#include "core/cpu/thread_pool.h"
 #include "core/parallel.h"
 
 namespace qslim::optim {
@@ -20,10 +21,12 @@ constexpr int64_t kBlock = 4096;
 template <typename T>
 double norm_part(const T* x, int64_t n, double p) {
   using CMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-  std::mutex mu;
-  double total = 0.0;
   const bool inf = std::isinf(p);
-  parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
+  // Fixed-size parts combined in order: the result does not depend on the thread count.
+  const int64_t parts = std::max<int64_t>(1, (n + kGrain - 1) / kGrain);
+  std::vector<double> part(parts, 0.0);
+  cpu::run_tasks(parts, [&](int64_t c) {
+    const int64_t b = c * kGrain, e = std::min(n, b + kGrain);
     double acc = 0.0;
     for (int64_t s = b; s < e; s += kBlock) {
       CMap v(x + s, std::min<int64_t>(kBlock, e - s));
@@ -38,19 +41,22 @@ double norm_part(const T* x, int64_t n, double p) {
         acc += v.template cast<double>().abs().pow(p).sum();
       if (std::isnan(acc)) break;
     }
-    std::lock_guard<std::mutex> lock(mu);
+    part[c] = acc;
+  });
+  double total = 0.0;
+  for (double acc : part) {
     if (!inf)
       total += acc;
     else if (acc > total || std::isnan(acc))
       total = acc;
-  });
+  }
   return total;
 }
 
 template <typename T>
 void scale(T* x, int64_t n, double coef) {
   const T c = static_cast<T>(coef);
-  parallel_for(n, kGrain, [=](int64_t b, int64_t e) {
+  cpu::parallel_range(n, kGrain, [=](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) x[i] *= c;
   });
 }

@@ -1,6 +1,7 @@
 #include "nn/optim/sgd.h"
 
 #include "autograd/grad_mode.h"
+#include "core/cpu/thread_pool.h"
 #include "core/parallel.h"
 
 namespace qslim::optim {
@@ -29,7 +30,7 @@ void sgd_update(T* p, const T* g, T* buf, int64_t n, const GroupOptions& o, bool
   const T lr = static_cast<T>(o.lr), wd = static_cast<T>(o.weight_decay), mom = static_cast<T>(o.momentum);
   const T damp = static_cast<T>(1.0 - o.dampening);
   const bool use_wd = o.weight_decay != 0.0, nesterov = o.nesterov;
-  parallel_for(n, kGrain, [=](int64_t b, int64_t e) {
+  cpu::parallel_range(n, kGrain, [=](int64_t b, int64_t e) {
     if (buf)
       sgd_loop<T, true>(p + b, g + b, buf + b, e - b, lr, wd, mom, damp, use_wd, nesterov, first);
     else
