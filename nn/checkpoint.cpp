@@ -241,6 +241,9 @@ void save_module(const std::string& path, const Module& module, const std::map<s
 
 std::map<std::string, std::string> load_module(const std::string& path, Module& module, bool strict) {
   LoadedTensors loaded = load_tensors(path);
+  auto format = loaded.metadata.find("format");
+  QSLIM_CHECK(format == loaded.metadata.end() || format->second != "qslim-int8", "load_module: ", path,
+              " is a quantized model (qslim-int8); load it with quant::load_converted");
   try {
     module.load_state_dict(loaded.tensors, strict);
   } catch (const Error& e) {

@@ -5,6 +5,7 @@
 #include "autograd/grad_mode.h"
 #include "core/factory.h"
 #include "quant/fake_quant.h"
+#include "quant/lsq_init.h"
 #include "quant/range_stats.h"
 
 namespace qslim::quant {
@@ -43,6 +44,7 @@ Tensor ActLSQplusQuanter::forward(const Tensor& x) {
     }
     buffer("initialized").fill_(1);
   }
+  clamp_step_(step());
   Tensor s = step(), b = beta();
   if (s.dtype() != x.dtype()) {
     s = s.to(x.dtype());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "autograd/grad_mode.h"
 #include "quant/range_stats.h"
 
 namespace qslim::quant {
@@ -21,6 +22,20 @@ std::vector<double> lsq_weight_init(const Tensor& w, int64_t axis, const QuantGr
   }
   for (double& v : s) v = floor_scale(v, "lsq_weight_init");
   return s;
+}
+
+void clamp_step_(const Tensor& step) {
+  NoGradGuard no_grad;
+  bool changed = false;
+  QSLIM_DISPATCH_FLOAT(step.dtype(), "lsq step", [&] {
+    scalar_t* p = step.data<scalar_t>();
+    for (int64_t i = 0, n = step.numel(); i < n; ++i)
+      if (!(p[i] >= static_cast<scalar_t>(kScaleFloor))) {
+        p[i] = static_cast<scalar_t>(kScaleFloor);
+        changed = true;
+      }
+  });
+  if (changed) step.bump_version();
 }
 
 }  // namespace qslim::quant

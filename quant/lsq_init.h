@@ -17,4 +17,8 @@ const char* lsq_init_name(LsqInit i);  // "lsq", "lsq_plus"
 // One step per index of `axis` (axis -1: one for the whole tensor), floored at kScaleFloor.
 std::vector<double> lsq_weight_init(const Tensor& w, int64_t axis, const QuantGrid& grid, LsqInit init);
 
+// Projects a learnable step back to >= kScaleFloor in place (an optimizer step may push it through
+// zero, which would make the next forward invalid); the gradient keeps pulling it back up.
+void clamp_step_(const Tensor& step);
+
 }  // namespace qslim::quant

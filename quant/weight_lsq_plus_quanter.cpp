@@ -43,6 +43,7 @@ Tensor WeightLSQplusQuanter::forward(const Tensor& x) {
     s.copy_(from_vector(init, {channels_}));
     buffer("initialized").fill_(1);
   }
+  clamp_step_(s);
   Tensor sx = s.dtype() == x.dtype() ? s : s.to(x.dtype());
   return lsq_fake_quantize(x, sx, Tensor(), axis_, grid(), rounding());
 }

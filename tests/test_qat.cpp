@@ -534,7 +534,7 @@ TEST(Convert, ConvertedFileIsAboutAQuarterOfFp32) {
 
   // An INT8 file is no float checkpoint, and a float checkpoint is no INT8 file.
   auto float_model = models::create_model("resnet20");
-  EXPECT_THROW(nn::load_module(int8, *float_model), Error);
+  EXPECT_ERROR_HAS(nn::load_module(int8, *float_model), int8.c_str(), "is a quantized model (qslim-int8)", "load_converted");
   EXPECT_ERROR_HAS(load_converted(fp32), fp32.c_str(), "not a qslim-int8", "format missing");
   std::remove(fp32.c_str());
   std::remove(int8.c_str());

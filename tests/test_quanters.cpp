@@ -571,3 +571,14 @@ TEST(QuantParams, BuildersAndChecks) {
   EXPECT_EQ(symmetric_qmax(8), 127);
   EXPECT_EQ(symmetric_qmax(2), 1);
 }
+
+TEST(WeightLsq, StepPushedThroughZeroIsProjectedBackToTheFloor) {
+  WeightLSQplusQuanter q;
+  Tensor w = tensor({0.5, -0.25, 0.125, -1.0}, {4});
+  q.train();
+  q(w);  // initialises the step
+  q.step().fill_(-0.01);  // as an optimizer step overshooting zero would
+  Tensor y = q(w);
+  EXPECT_DOUBLE_EQ(q.step().item(), static_cast<float>(kScaleFloor));
+  for (float v : y.to_vector<float>()) EXPECT_TRUE(std::isfinite(v));
+}
