@@ -3,13 +3,16 @@
 #include "autograd/ops.h"
 #include "models/registry.h"
 #include "nn/optim/sgd.h"
+#include "quant/qat.h"
+#include "quant/quant_config.h"
 #include "tools/timing.h"
 
 namespace qslim::tools {
 
-ModelFigure bench_model(const std::string& spec, int steps) {
+ModelFigure bench_model(const std::string& spec, int steps, bool qat) {
   manual_seed(0);
   nn::ModulePtr model = models::create_model(spec);
+  if (qat) quant::quant_aware(*model, quant::QuantConfig());
   optim::GroupOptions o;
   o.lr = 0.01;
   o.momentum = 0.9;

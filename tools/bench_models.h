@@ -13,6 +13,8 @@ struct ModelFigure {
   double latency_ms_bs1 = 0;
 };
 
-ModelFigure bench_model(const std::string& spec, int steps);
+// With `qat`, the model is first wrapped by quant::quant_aware with PaddleSlim's default config,
+// so the figures are those of a QAT training step (fake-quantized weights and activations).
+ModelFigure bench_model(const std::string& spec, int steps, bool qat = false);
 
 }  // namespace qslim::tools

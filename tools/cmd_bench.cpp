@@ -20,6 +20,7 @@ struct BenchOptions {
   bool torch = true;
   std::vector<std::string> models{"lenet"};
   bool gemm = true;
+  bool qat = false;
 };
 
 void run_bench(const BenchOptions& o) {
@@ -40,6 +41,17 @@ void run_bench(const BenchOptions& o) {
   set_num_threads(o.threads);
   std::vector<ModelFigure> ours;
   for (const auto& m : o.models) ours.push_back(bench_model(m, o.steps));
+  if (o.qat) {
+    for (const auto& m : o.models) {
+      ModelFigure fp32 = bench_model(m, o.steps), qat = bench_model(m, o.steps, true);
+      double cost = fp32.train_img_s / qat.train_img_s;
+      out["qat"].push_back({{"model", fp32.model}, {"fp32_train_img_s", fp32.train_img_s},
+                            {"qat_train_img_s", qat.train_img_s}, {"qat_step_cost", cost}});
+      if (!o.json)
+        std::printf("%-20s QAT train %8.0f img/s vs FP32 %8.0f img/s: a QAT step costs %.2fx the FP32 step\n",
+                    fp32.model.c_str(), qat.train_img_s, fp32.train_img_s, cost);
+    }
+  }
   std::optional<TorchReference> ref;
   std::string why;
   if (o.torch) ref = run_torch_reference(find_peer_dir(), o.threads, o.steps, why);
@@ -88,6 +100,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--models", opts->models, "Model specs to time")->delimiter(',');
   cmd->add_flag("!--no-torch", opts->torch, "Skip the PyTorch reference run");
   cmd->add_flag("!--no-gemm", opts->gemm, "Skip the GEMM figures");
+  cmd->add_flag("--qat", opts->qat, "Also time a QAT training step (PaddleSlim default config) against FP32");
   cmd->callback([opts] { run_bench(*opts); });
 }
 
