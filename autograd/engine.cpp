@@ -1,6 +1,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "autograd/grad_buffer.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "core/factory.h"
@@ -29,16 +30,21 @@ Tensor SavedTensor::get(const char* op) const {
 }
 
 std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
-  Tensor g = grads.at(0);
-  if (!g.defined()) return {};
+  QSLIM_CHECK(!grads.empty(), "AccumulateGrad: no gradient given");
+  if (!grads[0].defined()) return {};
+  const Tensor& g = grads[0];
   AutogradMeta& m = leaf->meta();
   QSLIM_CHECK(g.shape() == leaf->shape, "AccumulateGrad: gradient of shape ", shape_str(g.shape()),
               " for a leaf of shape ", shape_str(leaf->shape));
   if (!m.grad) {
-    // Own a fresh contiguous buffer: the incoming gradient may alias another tensor.
-    Tensor own = Tensor::empty(g.shape(), leaf->dtype);
-    own.copy_(g);
-    m.grad = own.impl_ptr();
+    if (exclusively_owned(g) && g.dtype() == leaf->dtype) {
+      m.grad = g.impl_ptr();  // nobody else holds it: keep the buffer
+    } else {
+      // Own a fresh contiguous buffer: the incoming gradient may alias another tensor.
+      Tensor own = Tensor::empty(g.shape(), leaf->dtype);
+      own.copy_(g);
+      m.grad = own.impl_ptr();
+    }
   } else {
     Tensor acc(m.grad);
     kernels::add_inplace(acc, g);
@@ -119,6 +125,8 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     if (!g.defined()) return;
     if (!slot.defined()) {
       slot = g;
+    } else if (exclusively_owned(slot) && slot.shape() == g.shape() && slot.dtype() == g.dtype()) {
+      kernels::add_inplace(slot, g);
     } else {
       slot = kernels::add(slot, g);
     }

@@ -2,6 +2,7 @@
 #include "autograd/ops_activation.h"
 
 #include "autograd/arith_common.h"
+#include "autograd/grad_buffer.h"
 #include "core/cpu/activation_kernels.h"
 
 namespace qslim {
@@ -10,6 +11,15 @@ namespace {
 
 using cpu::Activation;
 
+// The incoming gradient is overwritten when the engine holds its only handle.
+Tensor activation_grad(const Tensor& g, const Tensor& saved, Activation act, double param) {
+  if (exclusively_owned(g) && g.dtype() == saved.dtype() && g.shape() == saved.shape()) {
+    cpu::activation_backward_inplace(g, saved, act, param);
+    return g;
+  }
+  return cpu::activation_backward(g, saved, act, param);
+}
+
 Tensor activation(const Tensor& x, Activation act, double param = 0.0) {
   const char* name = cpu::activation_name(act);
   arith_detail::check_float(x, name);
@@ -17,7 +27,7 @@ Tensor activation(const Tensor& x, Activation act, double param = 0.0) {
   if (needs_grad({&x})) {
     SavedTensor saved(cpu::activation_backward_uses_output(act) ? out : x);
     arith_detail::record_guarded(out, {x}, name, [saved, act, param, name](const Tensor& g) -> std::vector<Tensor> {
-      return {cpu::activation_backward(g, saved.get(name), act, param)};
+      return {activation_grad(g, saved.get(name), act, param)};
     });
   }
   return out;
@@ -48,7 +58,7 @@ Tensor& relu_(Tensor& x) {
     // Relu's backward reads the output, which is exactly what x now holds.
     SavedTensor y(x);
     arith_detail::record_guarded(x, {x}, "relu_", [y](const Tensor& g) -> std::vector<Tensor> {
-      return {cpu::activation_backward(g, y.get("relu_"), Activation::Relu)};
+      return {activation_grad(g, y.get("relu_"), Activation::Relu, 0.0)};
     });
   }
   return x;

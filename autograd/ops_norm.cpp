@@ -5,9 +5,11 @@
 #include <cmath>
 #include <cstring>
 
+#include "autograd/grad_buffer.h"
 #include "autograd/node.h"
 #include "core/factory.h"
 #include "core/kernels.h"
+#include "core/cpu/simd.h"
 #include "core/cpu/thread_pool.h"
 #include "core/parallel.h"
 
@@ -62,27 +64,6 @@ void row_shifted_sums(const T* p, int64_t n, int64_t stride, double k, double& s
   s2 += b;
 }
 
-// out[i] = a * x[i] + b (optionally + c * y[i]) along one strided row.
-template <typename T>
-void row_affine(const T* x, T* out, int64_t n, int64_t stride, T a, T b) {
-  if (stride == 1) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) out[i] = a * x[i] + b;
-  } else {
-    for (int64_t i = 0; i < n; ++i) out[i * stride] = a * x[i * stride] + b;
-  }
-}
-
-template <typename T>
-void row_affine2(const T* gy, const T* x, T* out, int64_t n, int64_t stride, T a, T b, T c) {
-  if (stride == 1) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) out[i] = a * gy[i] + b * x[i] + c;
-  } else {
-    for (int64_t i = 0; i < n; ++i) out[i * stride] = a * gy[i * stride] + b * x[i * stride] + c;
-  }
-}
-
 // Sums of gy and gy * (x - m) along one strided row.
 template <typename T>
 void row_grad_sums(const T* gy, const T* x, int64_t n, int64_t stride, double m, double& sg, double& sgx) {
@@ -105,6 +86,94 @@ void row_grad_sums(const T* gy, const T* x, int64_t n, int64_t stride, double m,
   sgx += b;
 }
 
+// f32 fast paths of the two sums above: float vector partial sums over blocks of a row (short
+// enough that float accumulation loses nothing measurable), combined in double.
+constexpr int64_t kSumBlock = 1024;
+using VF = cpu::Vec<float>::type;
+constexpr int64_t kLanes = cpu::Vec<float>::lanes;
+
+void row_shifted_sums(const float* p, int64_t n, int64_t stride, double k, double& s1, double& s2) {
+  if (stride != 1) return row_shifted_sums<float>(p, n, stride, k, s1, s2);
+  const float kf = static_cast<float>(k);
+  const VF kv = cpu::vsplat(kf);
+  for (int64_t b = 0; b < n; b += kSumBlock) {
+    const int64_t e = std::min(n, b + kSumBlock);
+    VF a0{}, a1{}, q0{}, q1{};
+    int64_t i = b;
+    for (; i + 2 * kLanes <= e; i += 2 * kLanes) {
+      const VF d0 = cpu::vload(p + i) - kv, d1 = cpu::vload(p + i + kLanes) - kv;
+      a0 += d0;
+      a1 += d1;
+      q0 += d0 * d0;
+      q1 += d1 * d1;
+    }
+    for (; i + kLanes <= e; i += kLanes) {
+      const VF d = cpu::vload(p + i) - kv;
+      a0 += d;
+      q0 += d * d;
+    }
+    float ta = 0, tq = 0;
+    for (; i < e; ++i) {
+      const float d = p[i] - kf;
+      ta += d;
+      tq += d * d;
+    }
+    s1 += static_cast<double>(cpu::vsum<float>(a0 + a1)) + ta;
+    s2 += static_cast<double>(cpu::vsum<float>(q0 + q1)) + tq;
+  }
+}
+
+void row_grad_sums(const float* gy, const float* x, int64_t n, int64_t stride, double m, double& sg, double& sgx) {
+  if (stride != 1) return row_grad_sums<float>(gy, x, n, stride, m, sg, sgx);
+  const float mf = static_cast<float>(m);
+  const VF mv = cpu::vsplat(mf);
+  for (int64_t b = 0; b < n; b += kSumBlock) {
+    const int64_t e = std::min(n, b + kSumBlock);
+    VF a0{}, a1{}, q0{}, q1{};
+    int64_t i = b;
+    for (; i + 2 * kLanes <= e; i += 2 * kLanes) {
+      const VF g0 = cpu::vload(gy + i), g1 = cpu::vload(gy + i + kLanes);
+      a0 += g0;
+      a1 += g1;
+      q0 += g0 * (cpu::vload(x + i) - mv);
+      q1 += g1 * (cpu::vload(x + i + kLanes) - mv);
+    }
+    for (; i + kLanes <= e; i += kLanes) {
+      const VF g = cpu::vload(gy + i);
+      a0 += g;
+      q0 += g * (cpu::vload(x + i) - mv);
+    }
+    float ta = 0, tq = 0;
+    for (; i < e; ++i) {
+      ta += gy[i];
+      tq += gy[i] * (x[i] - mf);
+    }
+    sg += static_cast<double>(cpu::vsum<float>(a0 + a1)) + ta;
+    sgx += static_cast<double>(cpu::vsum<float>(q0 + q1)) + tq;
+  }
+}
+
+// out[i] = a * x[i] + b (optionally + c * y[i]) along one strided row.
+template <typename T>
+void row_affine(const T* x, T* out, int64_t n, int64_t stride, T a, T b) {
+  if (stride == 1) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) out[i] = a * x[i] + b;
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i * stride] = a * x[i * stride] + b;
+  }
+}
+
+template <typename T>
+void row_affine2(const T* gy, const T* x, T* out, int64_t n, int64_t stride, T a, T b, T c) {
+  if (stride == 1) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) out[i] = a * gy[i] + b * x[i] + c;
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i * stride] = a * gy[i * stride] + b * x[i * stride] + c;
+  }
+}
+
 std::vector<double> channel_values(const Tensor& t, int64_t C, const char* what) {
   QSLIM_CHECK(t.is_floating_point(), "batch_norm: ", what, " must be floating, got ", dtype_name(t.dtype()));
   QSLIM_CHECK(t.dim() == 1 && t.numel() == C, "batch_norm: ", what, " has shape ", shape_str(t.shape()),
@@ -112,31 +181,41 @@ std::vector<double> channel_values(const Tensor& t, int64_t C, const char* what)
   return t.to_vector<double>();
 }
 
+// Channels [cb, ce) are visited image by image (rows in memory order) rather than channel by
+// channel: the channel-major order jumps C*S elements per row, which defeats the prefetchers.
 template <typename T>
 void bn_forward(const Tensor& x, Tensor& y, const ChannelGeom& g, bool batch_stats, std::vector<double>& mean,
                 std::vector<double>& var, const std::vector<double>& w, const std::vector<double>& b, double eps,
                 std::vector<double>& invstd) {
   const T* px = x.data<T>();
   T* py = y.data<T>();
+  const double M = static_cast<double>(g.count());
   for_channels(g, [&](int64_t cb, int64_t ce) {
-    for (int64_t c = cb; c < ce; ++c) {
-      if (batch_stats) {
-        const double k = static_cast<double>(px[g.row_offset(c, 0)]);
-        double s1 = 0, s2 = 0;
-        for (int64_t r = 0; r < g.rows(); ++r) row_shifted_sums(px + g.row_offset(c, r), g.row_len(), g.stride(), k, s1, s2);
-        const double M = static_cast<double>(g.count());
-        const double d = s1 / M;
-        mean[c] = k + d;
-        var[c] = std::max(0.0, s2 / M - d * d);
-      }
-      invstd[c] = 1.0 / std::sqrt(var[c] + eps);
-      double scale = invstd[c] * (w.empty() ? 1.0 : w[c]);
-      double shift = (b.empty() ? 0.0 : b[c]) - mean[c] * scale;
-      for (int64_t r = 0; r < g.rows(); ++r) {
-        int64_t off = g.row_offset(c, r);
-        row_affine(px + off, py + off, g.row_len(), g.stride(), static_cast<T>(scale), static_cast<T>(shift));
+    const int64_t nc = ce - cb;
+    if (batch_stats) {
+      std::vector<double> k(nc), s1(nc, 0.0), s2(nc, 0.0);
+      for (int64_t c = cb; c < ce; ++c) k[c - cb] = static_cast<double>(px[g.row_offset(c, 0)]);
+      for (int64_t r = 0; r < g.rows(); ++r)
+        for (int64_t c = cb; c < ce; ++c)
+          row_shifted_sums(px + g.row_offset(c, r), g.row_len(), g.stride(), k[c - cb], s1[c - cb], s2[c - cb]);
+      for (int64_t c = cb; c < ce; ++c) {
+        const double d = s1[c - cb] / M;
+        mean[c] = k[c - cb] + d;
+        var[c] = std::max(0.0, s2[c - cb] / M - d * d);
       }
     }
+    std::vector<T> scale(nc), shift(nc);
+    for (int64_t c = cb; c < ce; ++c) {
+      invstd[c] = 1.0 / std::sqrt(var[c] + eps);
+      const double sc = invstd[c] * (w.empty() ? 1.0 : w[c]);
+      scale[c - cb] = static_cast<T>(sc);
+      shift[c - cb] = static_cast<T>((b.empty() ? 0.0 : b[c]) - mean[c] * sc);
+    }
+    for (int64_t r = 0; r < g.rows(); ++r)
+      for (int64_t c = cb; c < ce; ++c) {
+        const int64_t off = g.row_offset(c, r);
+        row_affine(px + off, py + off, g.row_len(), g.stride(), scale[c - cb], shift[c - cb]);
+      }
   });
 }
 
@@ -151,27 +230,33 @@ void bn_backward(const Tensor& gy, const Tensor& x, const ChannelGeom& g, bool b
   T* pdx = dx ? dx->data<T>() : nullptr;
   const double M = static_cast<double>(g.count());
   for_channels(g, [&](int64_t cb, int64_t ce) {
-    for (int64_t c = cb; c < ce; ++c) {
-      double sg = 0, sgx = 0;
-      for (int64_t r = 0; r < g.rows(); ++r) {
-        int64_t off = g.row_offset(c, r);
-        row_grad_sums(pg + off, px + off, g.row_len(), g.stride(), mean[c], sg, sgx);
+    const int64_t nc = ce - cb;
+    std::vector<double> sg(nc, 0.0), sgx(nc, 0.0);
+    for (int64_t r = 0; r < g.rows(); ++r)
+      for (int64_t c = cb; c < ce; ++c) {
+        const int64_t off = g.row_offset(c, r);
+        row_grad_sums(pg + off, px + off, g.row_len(), g.stride(), mean[c], sg[c - cb], sgx[c - cb]);
       }
-      sum_g[c] = sg;
-      sum_gxhat[c] = sgx * invstd[c];
-      if (!pdx) continue;
-      double a = invstd[c] * (w.empty() ? 1.0 : w[c]);
+    std::vector<T> ca(nc), ck(nc), ck0(nc);
+    for (int64_t c = cb; c < ce; ++c) {
+      sum_g[c] = sg[c - cb];
+      sum_gxhat[c] = sgx[c - cb] * invstd[c];
+      const double a = invstd[c] * (w.empty() ? 1.0 : w[c]);
       double k = 0, k0 = 0;
       if (batch_stats) {
-        k = -a * invstd[c] * invstd[c] * sgx / M;
-        k0 = -a * sg / M - k * mean[c];
+        k = -a * invstd[c] * invstd[c] * sgx[c - cb] / M;
+        k0 = -a * sg[c - cb] / M - k * mean[c];
       }
-      for (int64_t r = 0; r < g.rows(); ++r) {
-        int64_t off = g.row_offset(c, r);
-        row_affine2(pg + off, px + off, pdx + off, g.row_len(), g.stride(), static_cast<T>(a), static_cast<T>(k),
-                    static_cast<T>(k0));
-      }
+      ca[c - cb] = static_cast<T>(a);
+      ck[c - cb] = static_cast<T>(k);
+      ck0[c - cb] = static_cast<T>(k0);
     }
+    if (!pdx) return;
+    for (int64_t r = 0; r < g.rows(); ++r)
+      for (int64_t c = cb; c < ce; ++c) {
+        const int64_t off = g.row_offset(c, r);
+        row_affine2(pg + off, px + off, pdx + off, g.row_len(), g.stride(), ca[c - cb], ck[c - cb], ck0[c - cb]);
+      }
   });
 }
 
@@ -244,8 +329,11 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
              Tensor xs = sx.get("batch_norm");
              std::vector<double> wv;
              if (has_w) wv = sw.get("batch_norm").to_vector<double>();
+             // dx overwrites the incoming gradient when nobody else holds it (each channel's sums
+             // are taken before its dx is written).
+             const bool reuse = want_dx && exclusively_owned(grads[0]) && grads[0].dtype() == xs.dtype();
              Tensor gy = grads[0].contiguous();
-             Tensor dx = want_dx ? Tensor::empty(xs.shape(), xs.dtype()) : Tensor();
+             Tensor dx = reuse ? gy : want_dx ? Tensor::empty(xs.shape(), xs.dtype()) : Tensor();
              std::vector<double> sum_g(g.C, 0.0), sum_gxhat(g.C, 0.0);
              QSLIM_DISPATCH_FLOAT(xs.dtype(), "batch_norm backward", [&] {
                bn_backward<scalar_t>(gy, xs, g, batch_stats, mean, invstd, wv, want_dx ? &dx : nullptr, sum_g,

@@ -250,7 +250,7 @@ TEST(CliQat, TrainQatConvertReload) {
 // The float evaluator must say the file is a converted INT8 model rather than list mismatching
 // tensors (quantized_io.h: "a float loader must refuse such a file"). The file is made in-process:
 // a LeNet with one calibrating forward, converted and saved.
-TEST(CliQat, FloatEvalRefusesAConvertedFile) {
+TEST(CliQat, EvalRunsAConvertedFileOnTheSimulatedPath) {
   fs::path d = temp_dir("eval");
   const fs::path file = d / "model_int8.safetensors";
   {
@@ -267,8 +267,13 @@ TEST(CliQat, FloatEvalRefusesAConvertedFile) {
     qslim::quant::save_converted(file.string(), *model, config, "lenet");
   }
   auto r = run_cli("eval --checkpoint " + file.string() + " --limit 256");
-  EXPECT_EQ(r.status, 1) << r.output;
-  EXPECT_NE(r.output.find(file.string()), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("qslim-int8"), std::string::npos) << r.output;
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("INT8 converted, simulated path"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("on 256 images"), std::string::npos) << r.output;
+  // The file says which network it holds; another spec cannot reinterpret its integer tensors.
+  auto wrong = run_cli("eval --checkpoint " + file.string() + " --model resnet20 --limit 16");
+  EXPECT_EQ(wrong.status, 1) << wrong.output;
+  EXPECT_NE(wrong.output.find(file.string()), std::string::npos) << wrong.output;
+  EXPECT_NE(wrong.output.find("qslim-int8"), std::string::npos) << wrong.output;
   fs::remove_all(d);
 }

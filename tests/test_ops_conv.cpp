@@ -132,10 +132,27 @@ std::vector<ConvCase> large_cases() {
       {"chv_32ch_8x8", 4, 32, 8, 8, 32, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 1), true},
       {"chv_groups_dilated", 2, 8, 6, 9, 32, 3, 3, params({1, 1}, {1, 2}, {1, 2}, 2), true},
       {"chv_pixel_tail", 2, 3, 4, 22, 16, 3, 3, params({1, 1}, {0, 0}, {1, 1}, 1), false},
+      // Channel-vector kernels (conv2d_chv.h): strided rows split by phase, uneven pixel tiles,
+      // two-input-channel weight-gradient tiles, 5x5 and wider channel blocks.
+      {"chv_stride2_odd_width", 3, 16, 13, 15, 32, 3, 3, params({2, 2}, {1, 1}, {1, 1}, 1), true},
+      {"chv_stride21_dilated", 2, 16, 11, 12, 16, 3, 3, params({2, 1}, {1, 2}, {1, 2}, 1), false},
+      {"chv_5x5_stride2", 2, 8, 13, 13, 16, 5, 5, params({2, 2}, {2, 2}, {1, 1}, 1), true},
+      {"chv_two_channel_tiles", 2, 6, 9, 29, 16, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 1), true},
+      {"chv_groups_two_channel_tiles", 2, 8, 7, 17, 32, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 2), false},
+      {"chv_64ch_7x7", 3, 32, 7, 7, 64, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 1), true},
+      {"chv_64ch_stride2_7x7", 3, 64, 14, 13, 64, 3, 3, params({2, 2}, {1, 1}, {1, 1}, 1), false},
+      {"chv_phases_groups_dilated", 2, 32, 11, 10, 32, 3, 3, params({2, 3}, {0, 2}, {2, 1}, 2), true},
   };
 }
 
 std::vector<double> vec(const Tensor& t) { return t.defined() ? t.to_vector<double>() : std::vector<double>{}; }
+
+// Leaves NaN-filled blocks of `numel` floats in the caching allocator, so that a kernel that fails
+// to write part of a fresh output (which the allocator hands out uninitialised) shows up as NaN.
+void poison_allocator(int64_t numel) {
+  std::vector<Tensor> blocks;
+  for (int i = 0; i < 4; ++i) blocks.push_back(full({numel}, NAN));
+}
 
 void check_forward(const ConvCase& c, DType dt, double rtol, double atol) {
   Tensor x = make_input(c, dt, 7), w = make_weight(c, dt, 7), b = make_bias(c, dt, 7);
@@ -162,6 +179,7 @@ TEST(Conv2d, ForwardAndBackwardMatchNaiveLarge) {
     Tensor y = conv2d(x, w, b, c.p);
     Generator g(5);
     Tensor gy = randn(y.shape(), DType::F32, &g);
+    poison_allocator(x.numel());
     y.backward(gy);
     // Adjoint of the naive loops.
     RefConv ref(c);

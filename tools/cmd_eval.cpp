@@ -6,6 +6,7 @@
 #include "core/parallel.h"
 #include "models/registry.h"
 #include "nn/checkpoint.h"
+#include "quant/quantized_io.h"
 #include "tools/commands.h"
 #include "train/dataset_spec.h"
 #include "train/train_state.h"
@@ -39,15 +40,26 @@ void run_eval(const EvalArgs& a) {
   const bool train_state = meta_or(meta, "format", "") == train::kTrainStateFormat;
   for (auto& [name, t] : loaded.tensors)
     if (!train_state || (name.rfind("optim.", 0) != 0 && name.rfind("sched.", 0) != 0)) tensors.emplace_back(name, t);
-  auto model = models::create_model(spec);
-  try {
-    model->load_state_dict(tensors, true);
-  } catch (const Error& e) {
-    QSLIM_FAIL(a.checkpoint, ": does not fit model '", spec, "': ", e.what());
+  // A converted INT8 model (qslim qat / ptq) is rebuilt from its own metadata and runs on the
+  // simulated path; --model cannot reinterpret it.
+  const bool converted = meta_or(meta, "format", "") == quant::kConvertedFormat;
+  QSLIM_CHECK(!converted || a.model.empty() || a.model == meta_or(meta, "model", ""), a.checkpoint,
+              ": is a converted INT8 model of '", meta_or(meta, "model", ""), "' (", quant::kConvertedFormat,
+              "); --model ", a.model, " does not apply to it");
+  nn::ModulePtr model;
+  if (converted) {
+    model = quant::load_converted(a.checkpoint);
+  } else {
+    model = models::create_model(spec);
+    try {
+      model->load_state_dict(tensors, true);
+    } catch (const Error& e) {
+      QSLIM_FAIL(a.checkpoint, ": does not fit model '", spec, "': ", e.what());
+    }
   }
   const std::string dataset_text = a.dataset.empty() ? meta_or(meta, "dataset", "fashion-mnist") : a.dataset;
   train::DatasetSpec ds = train::DatasetSpec::parse(dataset_text);
-  if (ds.kind == "fashion-mnist" && ds.dir.empty()) ds.dir = a.data_dir;
+  if (ds.kind == "fashion-mnist" && !a.data_dir.empty()) ds.dir = a.data_dir;
   std::vector<float> mean, std;
   const bool has_stats = meta.count("mean") && meta.count("std");
   train::LoadedData data = train::load_dataset(ds, a.limit, /*with_train=*/!has_stats && ds.kind != "fashion-mnist");
@@ -62,12 +74,13 @@ void run_eval(const EvalArgs& a) {
   auto r = train::evaluate(*model, data.test, mean, std, a.batch_size);
   if (a.json) {
     nlohmann::json j = {{"checkpoint", a.checkpoint}, {"model", spec}, {"dataset", ds.str()}, {"top1", r.top1},
-                        {"top5", r.top5},           {"loss", r.loss}, {"samples", r.samples}};
+                        {"int8", converted},         {"top5", r.top5},           {"loss", r.loss}, {"samples", r.samples}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
-  std::printf("%s (%s): test top-1 %.2f%%  top-5 %.2f%%  loss %.4f  on %lld images\n", a.checkpoint.c_str(),
-              spec.c_str(), r.top1, r.top5, r.loss, static_cast<long long>(r.samples));
+  std::printf("%s (%s%s): test top-1 %.2f%%  top-5 %.2f%%  loss %.4f  on %lld images\n", a.checkpoint.c_str(),
+              spec.c_str(), converted ? ", INT8 converted, simulated path" : "", r.top1, r.top5, r.loss,
+              static_cast<long long>(r.samples));
 }
 }  // namespace
 

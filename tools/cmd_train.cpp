@@ -83,7 +83,11 @@ void run_train(TrainArgs& a) {
                 saved.threads, num_threads());
 
   train::DatasetSpec ds = train::DatasetSpec::parse(c.dataset);
-  if (ds.kind == "fashion-mnist" && ds.dir.empty()) ds.dir = a.data_dir;
+  if (ds.kind == "fashion-mnist" && !a.data_dir.empty()) {
+    QSLIM_CHECK(ds.dir.empty() || ds.dir == a.data_dir, "--data-dir ", a.data_dir, " contradicts --dataset ", c.dataset);
+    ds.dir = a.data_dir;
+    c.dataset = ds.str();  // recorded in the checkpoints, so that resume and eval find the same files
+  }
   train::LoadedData data = train::load_dataset(ds, a.limit);
   if (resume_path.empty() && !rc.set_keys.count("mean") && !rc.set_keys.count("std"))
     train::normalization_for(ds, data, c.mean, c.std);

@@ -156,10 +156,10 @@ std::vector<double> nice_ticks(double lo, double hi, int max_ticks, bool integer
 }
 
 std::string training_curves_svg(const std::vector<EpochReport>& history, const std::string& title) {
-  Panel loss{"Loss", "cross-entropy loss", {}, true};
+  Panel loss{"Loss", "cross-entropy loss", {}, true, HUGE_VAL, false};
   Panel acc{"Top-1 accuracy", "top-1 (%)", {}, false, 100.0, true};
-  Series tl{"train loss", "#1f77b4"}, vl{"test loss", "#d62728", true};
-  Series ta{"train top-1", "#1f77b4"}, va{"test top-1", "#d62728", true};
+  Series tl{"train loss", "#1f77b4", false, {}, {}}, vl{"test loss", "#d62728", true, {}, {}};
+  Series ta{"train top-1", "#1f77b4", false, {}, {}}, va{"test top-1", "#d62728", true, {}, {}};
   for (const EpochReport& r : history) {
     for (Series* s : {&tl, &vl, &ta, &va}) s->x.push_back(r.epoch);
     tl.y.push_back(r.train_loss);

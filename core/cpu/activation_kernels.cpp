@@ -237,7 +237,7 @@ template <typename T>
 void backward_parallel(const T* g, const T* s, T* o, int64_t n, Activation act, double param) {
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>) {
-    if (act == Activation::Relu && use_streaming_relu(n, sizeof(T))) {
+    if (act == Activation::Relu && o != g && use_streaming_relu(n, sizeof(T))) {
       parallel_range(n, kElementwiseGrain,
                    [&](int64_t b, int64_t e) { relu_backward_streaming(g + b, s + b, o + b, e - b); });
       return;
@@ -301,12 +301,18 @@ void activation_apply(const double* x, double* y, int64_t n, Activation act, dou
   forward_range(x, y, n, act, param);
 }
 
+namespace {
+void check_backward_operands(const Tensor& grad, const Tensor& saved, const char* name) {
+  QSLIM_CHECK(grad.shape() == saved.shape(), name, " backward: gradient shape ", shape_str(grad.shape()),
+              " does not match saved tensor shape ", shape_str(saved.shape()));
+  QSLIM_CHECK(grad.dtype() == saved.dtype(), name, " backward: gradient dtype ", dtype_name(grad.dtype()),
+              " does not match saved tensor dtype ", dtype_name(saved.dtype()));
+}
+}  // namespace
+
 Tensor activation_backward(const Tensor& grad_in, const Tensor& saved_in, Activation act, double param) {
   const char* name = activation_name(act);
-  QSLIM_CHECK(grad_in.shape() == saved_in.shape(), name, " backward: gradient shape ", shape_str(grad_in.shape()),
-              " does not match saved tensor shape ", shape_str(saved_in.shape()));
-  QSLIM_CHECK(grad_in.dtype() == saved_in.dtype(), name, " backward: gradient dtype ", dtype_name(grad_in.dtype()),
-              " does not match saved tensor dtype ", dtype_name(saved_in.dtype()));
+  check_backward_operands(grad_in, saved_in, name);
   Tensor out;
   QSLIM_DISPATCH_FLOAT(grad_in.dtype(), name, [&] {
     using T = scalar_t;
@@ -315,6 +321,20 @@ Tensor activation_backward(const Tensor& grad_in, const Tensor& saved_in, Activa
     backward_parallel(g.data<T>(), s.data<T>(), out.data<T>(), g.numel(), act, param);
   });
   return out;
+}
+
+void activation_backward_inplace(const Tensor& grad, const Tensor& saved_in, Activation act, double param) {
+  const char* name = activation_name(act);
+  check_backward_operands(grad, saved_in, name);
+  QSLIM_CHECK(grad.is_contiguous(), name, " backward: in-place gradient of shape ", shape_str(grad.shape()),
+              " must be contiguous");
+  QSLIM_DISPATCH_FLOAT(grad.dtype(), name, [&] {
+    using T = scalar_t;
+    Tensor s = saved_in.contiguous();
+    T* g = grad.data<T>();
+    backward_parallel(g, s.data<T>(), g, grad.numel(), act, param);
+  });
+  grad.bump_version();
 }
 
 }  // namespace qslim::cpu

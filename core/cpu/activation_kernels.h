@@ -37,5 +37,7 @@ void activation_apply(const double* x, double* y, int64_t n, Activation act, dou
 // dL/dx = grad * act'(.), where `saved` is the output for activation_backward_uses_output(act) and
 // the input otherwise. grad and saved have the same shape.
 Tensor activation_backward(const Tensor& grad, const Tensor& saved, Activation act, double param = 0.0);
+// The same, written into `grad` (contiguous), for a gradient buffer nobody else holds.
+void activation_backward_inplace(const Tensor& grad, const Tensor& saved, Activation act, double param = 0.0);
 
 }  // namespace qslim::cpu

@@ -1,10 +1,12 @@
 #include "core/cpu/conv2d.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "core/cpu/batch_parallel.h"
+#include "core/cpu/conv2d_chv.h"
 #include "core/cpu/conv2d_direct.h"
 #include "core/cpu/depthwise.h"
 #include "core/cpu/gemm.h"
@@ -105,6 +107,10 @@ bool direct_weight_grad(const Conv2dGeometry& g) {
 
 // f32 only: runs the direct kernels where they apply (see conv2d_direct.h).
 bool direct_forward(const float* x, const float* w, const float* bias, float* y, const Conv2dGeometry& g) {
+  if (chv::use_forward(g) && !getenv("NOCHV")) {
+    chv::forward(x, w, bias, y, g);
+    return true;
+  }
   if (!direct::use_forward(g)) return false;
   direct::forward(x, w, bias, y, g);
   return true;
@@ -114,9 +120,17 @@ bool direct_forward(const double*, const double*, const double*, double*, const 
 // Computes the gradients the direct kernels handle and clears their pointers.
 void direct_backward(const float* gy, const float* x, const float* w, float*& gx, float*& gw,
                      const Conv2dGeometry& g) {
+  if (gx && chv::use_backward_input(g) && !getenv("NOCHVI")) {
+    chv::backward_input(gy, w, gx, g);
+    gx = nullptr;
+  }
   if (gx && direct::use_backward_input(g)) {
     direct::backward_input(gy, w, gx, g);
     gx = nullptr;
+  }
+  if (gw && chv::use_backward_weight(g) && !getenv("NOCHVW")) {
+    chv::backward_weight(gy, x, gw, g);
+    gw = nullptr;
   }
   if (gw && direct_weight_grad(g)) {
     direct::backward_weight(gy, x, gw, g);

@@ -1,5 +1,8 @@
 #include "core/cpu/conv2d_direct.h"
 
+#include <cstdlib>
+#include "core/cpu/conv2d_chv.h"
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -364,7 +367,10 @@ void backward_input(const float* gy, const float* w, float* gx, const Conv2dGeom
           for (int64_t j = 0; j < KW; ++j)
             wt[(((grp * Cg + c) * Og + o) * KH + (KH - 1 - i)) * KW + (KW - 1 - j)] =
                 w[(((grp * Og + o) * Cg + c) * KH + i) * KW + j];
-  forward(gy, wt, nullptr, gx, t);
+  if (chv::use_forward(t) && !getenv("NOCHV"))
+    chv::forward(gy, wt, nullptr, gx, t);
+  else
+    forward(gy, wt, nullptr, gx, t);
 }
 
 void backward_weight(const float* gy, const float* x, float* gw, const Conv2dGeometry& g) {

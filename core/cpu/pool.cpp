@@ -133,6 +133,13 @@ inline int64_t adaptive_end(int64_t o, int64_t in, int64_t out) { return ((o + 1
 
 template <typename T>
 void adaptive_avg_plane(const T* src, T* dst, int64_t H, int64_t W, int64_t OH, int64_t OW) {
+  if (OH == 1 && OW == 1) {  // global average: one flat sum instead of H short row sums
+    T s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < H * W; ++i) s += src[i];
+    dst[0] = s / static_cast<T>(H * W);
+    return;
+  }
   for (int64_t oh = 0; oh < OH; ++oh) {
     const int64_t hs = adaptive_start(oh, H, OH), he = adaptive_end(oh, H, OH);
     for (int64_t ow = 0; ow < OW; ++ow) {
@@ -150,6 +157,10 @@ void adaptive_avg_plane(const T* src, T* dst, int64_t H, int64_t W, int64_t OH, 
 
 template <typename T>
 void adaptive_avg_plane_backward(const T* gy, T* dst, int64_t H, int64_t W, int64_t OH, int64_t OW) {
+  if (OH == 1 && OW == 1) {
+    std::fill(dst, dst + H * W, gy[0] / static_cast<T>(H * W));
+    return;
+  }
   std::fill(dst, dst + H * W, T(0));
   for (int64_t oh = 0; oh < OH; ++oh) {
     const int64_t hs = adaptive_start(oh, H, OH), he = adaptive_end(oh, H, OH);

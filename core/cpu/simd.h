@@ -36,9 +36,11 @@ inline void vstore(T* p, typename Vec<T>::type v) {
   std::memcpy(p, &v, sizeof v);
 }
 
+// One broadcast (GCC folds it into the FMA as a {1to16} memory operand). `Vec{} + s` would
+// compile to a scalar add plus a register broadcast, since 0 + -0 is not -0; s - 0 is s exactly.
 template <typename T>
 inline typename Vec<T>::type vsplat(T s) {
-  return typename Vec<T>::type{} + s;
+  return s - typename Vec<T>::type{};
 }
 
 template <typename T>
