@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "autograd/grad_buffer.h"
 #include "autograd/node.h"
@@ -174,6 +175,80 @@ void row_affine2(const T* gy, const T* x, T* out, int64_t n, int64_t stride, T a
   }
 }
 
+// ---- fused activation (batch_norm_act): y = act(a*x + b); gradients pass where act' = 1.
+
+template <BnActivation A, typename T>
+inline T activate(T v) {
+  if constexpr (A == BnActivation::Relu) return v < T(0) ? T(0) : v;  // keeps NaN, like relu()
+  if constexpr (A == BnActivation::Relu6) return v < T(0) ? T(0) : (v > T(6) ? T(6) : v);
+  return v;
+}
+
+// From the activation's output: ReLU passes gradient where y > 0, ReLU6 where 0 < y < 6 (as
+// relu() and relu6() do).
+template <BnActivation A, typename T>
+inline bool passes(T y) {
+  if constexpr (A == BnActivation::Relu) return y > T(0);
+  if constexpr (A == BnActivation::Relu6) return y > T(0) && y < T(6);
+  return true;
+}
+
+template <BnActivation A, typename T>
+void row_affine_act(const T* x, T* out, int64_t n, int64_t stride, T a, T b) {
+  if (stride == 1) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) out[i] = activate<A>(a * x[i] + b);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i * stride] = activate<A>(a * x[i * stride] + b);
+  }
+}
+
+// Sums of g and g * (x - m) along one row, g = gy where the activation passes it (y its output);
+// float partial sums per block for f32 (as row_grad_sums), double for f64.
+template <BnActivation A, typename T>
+void row_grad_sums_act(const T* gy, const T* y, const T* x, int64_t n, int64_t stride, double m, double& sg,
+                       double& sgx) {
+  using Acc = std::conditional_t<std::is_same_v<T, float>, float, double>;
+  const Acc mm = static_cast<Acc>(m);
+  if (stride != 1) {
+    for (int64_t i = 0; i < n; ++i) {
+      const double g = passes<A>(y[i * stride]) ? static_cast<double>(gy[i * stride]) : 0.0;
+      sg += g;
+      sgx += g * (static_cast<double>(x[i * stride]) - m);
+    }
+    return;
+  }
+  for (int64_t b = 0; b < n; b += kSumBlock) {
+    const int64_t e = std::min(n, b + kSumBlock);
+    Acc s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+    for (int64_t i = b; i < e; ++i) {
+      const Acc g = passes<A>(y[i]) ? static_cast<Acc>(gy[i]) : Acc(0);
+      s1 += g;
+      s2 += g * (static_cast<Acc>(x[i]) - mm);
+    }
+    sg += s1;
+    sgx += s2;
+  }
+}
+
+// out = a * g + b * x + c along one row, g as above (out may be gy).
+template <BnActivation A, typename T>
+void row_affine2_act(const T* gy, const T* y, const T* x, T* out, int64_t n, int64_t stride, T a, T b, T c) {
+  if (stride != 1) {
+    for (int64_t i = 0; i < n; ++i) {
+      const T g = passes<A>(y[i * stride]) ? gy[i * stride] : T(0);
+      out[i * stride] = a * g + b * x[i * stride] + c;
+    }
+    return;
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = passes<A>(y[i]) ? gy[i] : T(0);
+    out[i] = a * g + b * x[i] + c;
+  }
+}
+
 std::vector<double> channel_values(const Tensor& t, int64_t C, const char* what) {
   QSLIM_CHECK(t.is_floating_point(), "batch_norm: ", what, " must be floating, got ", dtype_name(t.dtype()));
   QSLIM_CHECK(t.dim() == 1 && t.numel() == C, "batch_norm: ", what, " has shape ", shape_str(t.shape()),
@@ -183,7 +258,7 @@ std::vector<double> channel_values(const Tensor& t, int64_t C, const char* what)
 
 // Channels [cb, ce) are visited image by image (rows in memory order) rather than channel by
 // channel: the channel-major order jumps C*S elements per row, which defeats the prefetchers.
-template <typename T>
+template <typename T, BnActivation A>
 void bn_forward(const Tensor& x, Tensor& y, const ChannelGeom& g, bool batch_stats, std::vector<double>& mean,
                 std::vector<double>& var, const std::vector<double>& w, const std::vector<double>& b, double eps,
                 std::vector<double>& invstd) {
@@ -214,19 +289,24 @@ void bn_forward(const Tensor& x, Tensor& y, const ChannelGeom& g, bool batch_sta
     for (int64_t r = 0; r < g.rows(); ++r)
       for (int64_t c = cb; c < ce; ++c) {
         const int64_t off = g.row_offset(c, r);
-        row_affine(px + off, py + off, g.row_len(), g.stride(), scale[c - cb], shift[c - cb]);
+        if constexpr (A == BnActivation::None)
+          row_affine(px + off, py + off, g.row_len(), g.stride(), scale[c - cb], shift[c - cb]);
+        else
+          row_affine_act<A>(px + off, py + off, g.row_len(), g.stride(), scale[c - cb], shift[c - cb]);
       }
   });
 }
 
 // Gradients of batch_norm. With batch statistics, dx = a*gy + k*x + k0 where the k terms carry
 // the dependence of mean and variance on x; with fixed statistics, dx = a*gy.
-template <typename T>
-void bn_backward(const Tensor& gy, const Tensor& x, const ChannelGeom& g, bool batch_stats,
+// y: the output of the fused activation (undefined for BnActivation::None).
+template <typename T, BnActivation A>
+void bn_backward(const Tensor& gy, const Tensor& x, const Tensor& y, const ChannelGeom& g, bool batch_stats,
                  const std::vector<double>& mean, const std::vector<double>& invstd, const std::vector<double>& w,
                  Tensor* dx, std::vector<double>& sum_g, std::vector<double>& sum_gxhat) {
   const T* pg = gy.data<T>();
   const T* px = x.data<T>();
+  const T* py = A == BnActivation::None ? nullptr : y.data<T>();
   T* pdx = dx ? dx->data<T>() : nullptr;
   const double M = static_cast<double>(g.count());
   for_channels(g, [&](int64_t cb, int64_t ce) {
@@ -235,7 +315,11 @@ void bn_backward(const Tensor& gy, const Tensor& x, const ChannelGeom& g, bool b
     for (int64_t r = 0; r < g.rows(); ++r)
       for (int64_t c = cb; c < ce; ++c) {
         const int64_t off = g.row_offset(c, r);
-        row_grad_sums(pg + off, px + off, g.row_len(), g.stride(), mean[c], sg[c - cb], sgx[c - cb]);
+        if constexpr (A == BnActivation::None)
+          row_grad_sums(pg + off, px + off, g.row_len(), g.stride(), mean[c], sg[c - cb], sgx[c - cb]);
+        else
+          row_grad_sums_act<A>(pg + off, py + off, px + off, g.row_len(), g.stride(), mean[c], sg[c - cb],
+                               sgx[c - cb]);
       }
     std::vector<T> ca(nc), ck(nc), ck0(nc);
     for (int64_t c = cb; c < ce; ++c) {
@@ -255,7 +339,11 @@ void bn_backward(const Tensor& gy, const Tensor& x, const ChannelGeom& g, bool b
     for (int64_t r = 0; r < g.rows(); ++r)
       for (int64_t c = cb; c < ce; ++c) {
         const int64_t off = g.row_offset(c, r);
-        row_affine2(pg + off, px + off, pdx + off, g.row_len(), g.stride(), ca[c - cb], ck[c - cb], ck0[c - cb]);
+        if constexpr (A == BnActivation::None)
+          row_affine2(pg + off, px + off, pdx + off, g.row_len(), g.stride(), ca[c - cb], ck[c - cb], ck0[c - cb]);
+        else
+          row_affine2_act<A>(pg + off, py + off, px + off, pdx + off, g.row_len(), g.stride(), ca[c - cb],
+                             ck[c - cb], ck0[c - cb]);
       }
   });
 }
@@ -272,8 +360,28 @@ Tensor channel_tensor(const std::vector<double>& v, DType dtype) {
 
 }  // namespace
 
-Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+namespace {
+
+// Calls f.template operator()<A>() for the runtime activation.
+template <typename F>
+void with_activation(BnActivation act, F&& f) {
+  switch (act) {
+    case BnActivation::None: return f.template operator()<BnActivation::None>();
+    case BnActivation::Relu: return f.template operator()<BnActivation::Relu>();
+    case BnActivation::Relu6: return f.template operator()<BnActivation::Relu6>();
+  }
+  QSLIM_FAIL("batch_norm: unknown activation ", static_cast<int>(act));
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum, double eps) {
+  return batch_norm_act(x, running_mean, running_var, weight, bias, training, BnActivation::None, momentum, eps);
+}
+
+Tensor batch_norm_act(const Tensor& x_in, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                      const Tensor& bias, bool training, BnActivation act, double momentum, double eps) {
   QSLIM_CHECK(x_in.dim() >= 2, "batch_norm: input must be [N, C] or [N, C, *], got ", shape_str(x_in.shape()));
   QSLIM_CHECK(x_in.is_floating_point(), "batch_norm: input must be floating, got ", dtype_name(x_in.dtype()));
   QSLIM_CHECK(running_mean.defined() == running_var.defined(),
@@ -304,7 +412,11 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
   Tensor x = x_in.contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   if (g.count() > 0 || !batch_stats) {
-    QSLIM_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&] { bn_forward<scalar_t>(x, y, g, batch_stats, mean, var, w, b, eps, invstd); });
+    QSLIM_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&] {
+      with_activation(act, [&]<BnActivation A>() {
+        bn_forward<scalar_t, A>(x, y, g, batch_stats, mean, var, w, b, eps, invstd);
+      });
+    });
   }
 
   if (training && running_mean.defined()) {
@@ -320,13 +432,13 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
   }
 
   if (needs_grad({&x_in, &weight, &bias})) {
-    SavedTensor sx(x), sw(weight);
+    SavedTensor sx(x), sw(weight), sy(act == BnActivation::None ? Tensor() : y);
     const bool has_w = weight.defined(), has_b = bias.defined(), want_dx = x_in.requires_grad();
     const DType wdt = has_w ? weight.dtype() : x.dtype();
-    record(y, {x_in, weight, bias}, "batch_norm",
-           [sx, sw, g, batch_stats, mean, invstd, has_w, has_b, want_dx,
+    record(y, {x_in, weight, bias}, act == BnActivation::None ? "batch_norm" : "batch_norm_act",
+           [sx, sw, sy, act, g, batch_stats, mean, invstd, has_w, has_b, want_dx,
             wdt](const std::vector<Tensor>& grads) -> std::vector<Tensor> {
-             Tensor xs = sx.get("batch_norm");
+             Tensor xs = sx.get("batch_norm"), ys = sy.get("batch_norm");
              std::vector<double> wv;
              if (has_w) wv = sw.get("batch_norm").to_vector<double>();
              // dx overwrites the incoming gradient when nobody else holds it (each channel's sums
@@ -336,8 +448,10 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
              Tensor dx = reuse ? gy : want_dx ? Tensor::empty(xs.shape(), xs.dtype()) : Tensor();
              std::vector<double> sum_g(g.C, 0.0), sum_gxhat(g.C, 0.0);
              QSLIM_DISPATCH_FLOAT(xs.dtype(), "batch_norm backward", [&] {
-               bn_backward<scalar_t>(gy, xs, g, batch_stats, mean, invstd, wv, want_dx ? &dx : nullptr, sum_g,
-                                     sum_gxhat);
+               with_activation(act, [&]<BnActivation A>() {
+                 bn_backward<scalar_t, A>(gy, xs, ys, g, batch_stats, mean, invstd, wv, want_dx ? &dx : nullptr,
+                                          sum_g, sum_gxhat);
+               });
              });
              return {dx, has_w ? channel_tensor(sum_gxhat, wdt) : Tensor(), has_b ? channel_tensor(sum_g, wdt) : Tensor()};
            });

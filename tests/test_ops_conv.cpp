@@ -121,6 +121,11 @@ std::vector<ConvCase> large_cases() {
       {"pointwise_batch", 8, 32, 16, 16, 48, 1, 1, params({1, 1}, {0, 0}, {1, 1}, 1), true},
       {"depthwise_batch", 8, 32, 16, 16, 32, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 32), true},
       {"depthwise_stride2_batch", 4, 24, 15, 15, 24, 3, 3, params({2, 2}, {1, 1}, {1, 1}, 24), false},
+      // Channel-block depthwise kernels (depthwise_blocked.h): short planes, strides, a partial
+      // last block, generic taps with dilation.
+      {"depthwise_blocked_7x7", 3, 40, 7, 7, 40, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 40), true},
+      {"depthwise_blocked_5x5_dilated_s2", 2, 20, 13, 12, 20, 5, 5, params({2, 2}, {2, 3}, {2, 1}, 20), false},
+      {"depthwise_blocked_odd_nopad", 3, 17, 9, 11, 17, 3, 3, params({2, 3}, {0, 0}, {1, 1}, 17), true},
       // Stride-1 f32 convs with rows of >= 10 pixels take the direct kernels (conv2d_direct.h).
       {"direct_dilated_groups", 4, 4, 14, 14, 6, 3, 3, params({1, 1}, {2, 2}, {2, 2}, 2), true},
       {"direct_kw7_asym", 2, 3, 12, 20, 5, 3, 7, params({1, 1}, {1, 3}, {1, 1}, 1), true},
@@ -142,6 +147,12 @@ std::vector<ConvCase> large_cases() {
       {"chv_64ch_7x7", 3, 32, 7, 7, 64, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 1), true},
       {"chv_64ch_stride2_7x7", 3, 64, 14, 13, 64, 3, 3, params({2, 2}, {1, 1}, {1, 1}, 1), false},
       {"chv_phases_groups_dilated", 2, 32, 11, 10, 32, 3, 3, params({2, 3}, {0, 2}, {2, 1}, 2), true},
+      {"chv_stride2_even_width_pad2", 2, 16, 10, 12, 16, 5, 5, params({2, 2}, {2, 2}, {1, 1}, 1), false},
+      // Winograd F(2x2, 3x3) (winograd.h; needs two images per thread): odd output sizes (partial
+      // tiles), padding 0 and 2, output channels in one or several vectors, bias.
+      {"winograd_odd_sizes", 5, 16, 9, 11, 32, 3, 3, params({1, 1}, {1, 1}, {1, 1}, 1), true},
+      {"winograd_64_to_48_pad0", 4, 64, 8, 7, 48, 3, 3, params({1, 1}, {0, 0}, {1, 1}, 1), false},
+      {"winograd_pad2", 4, 16, 6, 5, 16, 3, 3, params({1, 1}, {2, 2}, {1, 1}, 1), true},
   };
 }
 

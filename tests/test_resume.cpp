@@ -312,5 +312,10 @@ TEST(ResumeCli, StoppedAndResumedRunMatchesStraightRun) {
   auto done = qslim::testing::run_cli("train --resume " + (d / "b").string());  // nothing left to do
   ASSERT_EQ(done.status, 0) << done.output;
   EXPECT_NE(done.output.find("final: lenet"), std::string::npos) << done.output;
+  auto longer = qslim::testing::run_cli("train --resume " + (d / "b").string() + " --epochs 3");  // extends the run
+  ASSERT_EQ(longer.status, 0) << longer.output;
+  EXPECT_NE(longer.output.find("after epoch 2 of 3"), std::string::npos) << longer.output;
+  EXPECT_NE(longer.output.find("after 3 epochs"), std::string::npos) << longer.output;
+  EXPECT_EQ(load_train_state((d / "b" / kTrainStateFile).string()).history.size(), 3u);
   fs::remove_all(d);
 }

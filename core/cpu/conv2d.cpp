@@ -1,17 +1,19 @@
 #include "core/cpu/conv2d.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/cpu/batch_parallel.h"
 #include "core/cpu/conv2d_chv.h"
 #include "core/cpu/conv2d_direct.h"
 #include "core/cpu/depthwise.h"
+#include "core/cpu/depthwise_blocked.h"
 #include "core/cpu/gemm.h"
 #include "core/cpu/im2col.h"
 #include "core/cpu/scratch.h"
+#include "core/cpu/winograd.h"
 #include "core/factory.h"
 #include "core/parallel.h"
 
@@ -105,9 +107,14 @@ bool direct_weight_grad(const Conv2dGeometry& g) {
   return batch_chunks(g.batch, flops) > 1 || pool_threads() == 1 || g.batch * flops < kMinParallelFlops;
 }
 
-// f32 only: runs the direct kernels where they apply (see conv2d_direct.h).
+// f32 only: runs the Winograd, channel-vector or direct kernels where they apply (winograd.h,
+// conv2d_chv.h, conv2d_direct.h).
 bool direct_forward(const float* x, const float* w, const float* bias, float* y, const Conv2dGeometry& g) {
-  if (chv::use_forward(g) && !getenv("NOCHV")) {
+  if (winograd::applies(g)) {
+    winograd::forward(x, w, bias, y, g);
+    return true;
+  }
+  if (chv::use_forward(g)) {
     chv::forward(x, w, bias, y, g);
     return true;
   }
@@ -120,7 +127,7 @@ bool direct_forward(const double*, const double*, const double*, double*, const 
 // Computes the gradients the direct kernels handle and clears their pointers.
 void direct_backward(const float* gy, const float* x, const float* w, float*& gx, float*& gw,
                      const Conv2dGeometry& g) {
-  if (gx && chv::use_backward_input(g) && !getenv("NOCHVI")) {
+  if (gx && chv::use_backward_input(g)) {
     chv::backward_input(gy, w, gx, g);
     gx = nullptr;
   }
@@ -128,7 +135,11 @@ void direct_backward(const float* gy, const float* x, const float* w, float*& gx
     direct::backward_input(gy, w, gx, g);
     gx = nullptr;
   }
-  if (gw && chv::use_backward_weight(g) && !getenv("NOCHVW")) {
+  if (gw && winograd::applies(g)) {
+    winograd::backward_weight(gy, x, gw, g);
+    gw = nullptr;
+  }
+  if (gw && chv::use_backward_weight(g)) {
     chv::backward_weight(gy, x, gw, g);
     gw = nullptr;
   }
@@ -138,6 +149,30 @@ void direct_backward(const float* gy, const float* x, const float* w, float*& gx
   }
 }
 void direct_backward(const double*, const double*, const double*, double*&, double*&, const Conv2dGeometry&) {}
+
+// Depthwise: f32 planes small enough for channel blocks take depthwise_blocked.h; the rest the
+// row-vector kernels of depthwise.h.
+template <typename T>
+void depthwise_forward(const T* x, const T* w, const T* bias, T* y, const Conv2dGeometry& g) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (depthwise_blocked::use_forward(g)) return depthwise_blocked::forward(x, w, bias, y, g);
+  }
+  depthwise::forward(x, w, bias, y, g);
+}
+
+// One blocked pass computes both gradients when both take the blocked kernels (sharing the
+// transposed output gradient).
+template <typename T>
+void depthwise_backward(const T* gy, const T* x, const T* w, T* gx, T* gw, const Conv2dGeometry& g) {
+  if constexpr (std::is_same_v<T, float>) {
+    float* bx = gx && depthwise_blocked::use_backward_input(g) ? gx : nullptr;
+    float* bw = gw && depthwise_blocked::use_backward_weight(g) ? gw : nullptr;
+    if (bx || bw) depthwise_blocked::backward(gy, x, w, bx, bw, g);
+    if (bx) gx = nullptr;
+    if (bw) gw = nullptr;
+  }
+  depthwise::backward(gy, x, w, gx, gw, g);
+}
 
 template <typename T>
 void bias_grad(const T* gy, const Conv2dGeometry& g, T* gb) {
@@ -215,7 +250,7 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
   QSLIM_DISPATCH_FLOAT(x.dtype(), "conv2d", [&] {
     const scalar_t* b = bc.defined() ? bc.data<scalar_t>() : nullptr;
     if (g.depthwise())
-      depthwise::forward(xc.data<scalar_t>(), wc.data<scalar_t>(), b, y.data<scalar_t>(), g);
+      depthwise_forward(xc.data<scalar_t>(), wc.data<scalar_t>(), b, y.data<scalar_t>(), g);
     else if (!direct_forward(xc.data<scalar_t>(), wc.data<scalar_t>(), b, y.data<scalar_t>(), g))
       forward_gemm(xc.data<scalar_t>(), wc.data<scalar_t>(), b, y.data<scalar_t>(), g);
   });
@@ -242,7 +277,7 @@ Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tenso
     const scalar_t* xp = need_weight ? xc.data<scalar_t>() : nullptr;
     const scalar_t* wp = need_input ? wc.data<scalar_t>() : nullptr;
     if (g.depthwise()) {
-      depthwise::backward(gy.data<scalar_t>(), xp, wp, gx, gw, g);
+      depthwise_backward(gy.data<scalar_t>(), xp, wp, gx, gw, g);
     } else {
       direct_backward(gy.data<scalar_t>(), xp, wp, gx, gw, g);
       if (gx || gw) backward_gemm(gy.data<scalar_t>(), xp, wp, gx, gw, g);

@@ -1,6 +1,13 @@
 // 2-D convolution kernels, NCHW, weight [out, in/groups, kh, kw]. Per shape and dtype:
-//  - depthwise (groups == in == out channels): direct vectorised loops (depthwise.h);
-//  - f32 stride-1 convs whose output rows fill vectors: direct register-blocked kernels
+//  - depthwise (groups == in == out channels): direct vectorised loops (depthwise.h), or for f32
+//    strided or small planes, 16-channel blocks transposed to pixel-major vectors
+//    (depthwise_blocked.h);
+//  - f32 3x3 stride-1 convs with 16/32/64 input channels (and output channels in multiples of
+//    16), with a few images per thread: Winograd F(2x2, 3x3) for all three passes (winograd.h);
+//  - f32 convs with output channels per group in multiples of 16 (any stride): channel-vector
+//    kernels for the forward pass, the weight gradient and strided input gradients
+//    (conv2d_chv.h);
+//  - other f32 stride-1 convs whose output rows fill vectors: direct register-blocked kernels
 //    (conv2d_direct.h), each pass only where it beats the GEMM path;
 //  - everything else: im2col + GEMM (im2col.h, gemm.h); 1x1 stride-1 unpadded convs skip im2col
 //    since the input plane already is the column matrix.

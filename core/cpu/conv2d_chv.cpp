@@ -1,13 +1,20 @@
 #include "core/cpu/conv2d_chv.h"
 
+// GCC 12 reports false "may be used uninitialized" warnings inside the AVX-512 intrinsics headers.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 #include <utility>
 #include <vector>
 
 #include "core/cpu/batch_parallel.h"
+#include "core/cpu/interleave.h"
 #include "core/cpu/scratch.h"
 #include "core/cpu/simd.h"
+#include "core/cpu/transpose.h"
 
 namespace qslim::cpu::chv {
 namespace {
@@ -45,6 +52,24 @@ Layout make_layout(const Conv2dGeometry& g) {
 
 // Writes the image's entries only; the caller zeroed `dst` (with this layout) once.
 void pad_image(const float* x, int64_t channels, const Conv2dGeometry& g, const Layout& l, float* dst) {
+  const int64_t H = g.in_h, W = g.in_w;
+  if (g.stride_w == 2 && W % 2 == 0) {
+    // Input column 2k lands in phase pad_w % 2 at entry k + pad_w / 2; column 2k + 1 in the
+    // other phase at entry k + (pad_w + 1) / 2.
+    const int64_t half = W / 2;
+    float* even = thread_scratch<float>(ScratchSlot::Row, H * W);
+    float* odd = even + H * half;
+    for (int64_t c = 0; c < channels; ++c) {
+      deinterleave(x + c * H * W, H * W, even, odd);
+      float* pe = dst + c * l.plane + (g.pad_w % 2) * l.phase_cols + g.pad_w / 2;
+      float* po = dst + c * l.plane + ((g.pad_w + 1) % 2) * l.phase_cols + (g.pad_w + 1) / 2;
+      for (int64_t h = 0; h < H; ++h) {
+        std::memcpy(pe + (h + g.pad_h) * l.cols, even + h * half, half * sizeof(float));
+        std::memcpy(po + (h + g.pad_h) * l.cols, odd + h * half, half * sizeof(float));
+      }
+    }
+    return;
+  }
   for (int64_t c = 0; c < channels; ++c)
     for (int64_t h = 0; h < g.in_h; ++h) {
       const float* src = x + (c * g.in_h + h) * g.in_w;
@@ -71,6 +96,33 @@ struct FwdTile {
   int64_t ostride;  // between the tile's output pixels (1, or the stride of a phase)
 };
 
+
+// Writes acc[cb][p] (16 channels of pixel p) to the NCHW rows out[(cb * 16 + o) * out_plane + p * ostride].
+template <int PB, int CB>
+inline void store_transposed(const vf (&acc)[CB][PB], float* out, int64_t out_plane, int64_t ostride) {
+  static_assert(PB <= kL, "a tile has at most one vector of pixels");
+#ifdef __AVX512F__
+  if (ostride == 1) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << PB) - 1);
+    for (int cb = 0; cb < CB; ++cb) {
+      __m512 r[16];
+      for (int p = 0; p < 16; ++p) r[p] = p < PB ? (__m512)acc[cb][p] : _mm512_setzero_ps();
+      transpose16(r);
+      for (int o = 0; o < 16; ++o) _mm512_mask_storeu_ps(out + (cb * kL + o) * out_plane, mask, r[o]);
+    }
+    return;
+  }
+#endif
+  alignas(64) float tmp[CB][PB][kL];
+  for (int cb = 0; cb < CB; ++cb)
+    for (int p = 0; p < PB; ++p) vstore(tmp[cb][p], acc[cb][p]);
+  for (int cb = 0; cb < CB; ++cb)
+    for (int64_t o = 0; o < kL; ++o) {
+      float* dst = out + (cb * kL + o) * out_plane;
+      for (int p = 0; p < PB; ++p) dst[p * ostride] = tmp[cb][p][o];
+    }
+}
+
 template <int PB, int CB>
 void fwd_tile(const FwdTile& a) {
   vf acc[CB][PB];
@@ -91,20 +143,12 @@ void fwd_tile(const FwdTile& a) {
       }
     }
   }
-  // Transpose [pixel][channel] to the NCHW rows of the output.
-  alignas(64) float tmp[CB][PB][kL];
-  for (int cb = 0; cb < CB; ++cb)
-    for (int p = 0; p < PB; ++p) vstore(tmp[cb][p], acc[cb][p]);
-  for (int cb = 0; cb < CB; ++cb)
-    for (int64_t o = 0; o < kL; ++o) {
-      float* dst = a.out + (cb * kL + o) * a.out_plane;
-      for (int p = 0; p < PB; ++p) dst[p * a.ostride] = tmp[cb][p][o];
-    }
+  store_transposed<PB, CB>(acc, a.out, a.out_plane, a.ostride);
 }
 
 using FwdFn = void (*)(const FwdTile&);
 
-constexpr int kMaxPixels1 = 14, kMaxPixels2 = 14, kMaxPixels4 = 6;
+constexpr int kMaxPixels1 = 14, kMaxPixels2 = 14;
 
 template <int CB, int... P>
 FwdFn pick_fwd(int64_t pb, std::integer_sequence<int, P...>) {
@@ -114,11 +158,10 @@ FwdFn pick_fwd(int64_t pb, std::integer_sequence<int, P...>) {
 
 FwdFn fwd_kernel(int64_t cb, int64_t pb) {
   if (cb == 1) return pick_fwd<1>(pb, std::make_integer_sequence<int, kMaxPixels1>{});
-  if (cb == 2) return pick_fwd<2>(pb, std::make_integer_sequence<int, kMaxPixels2>{});
-  return pick_fwd<4>(pb, std::make_integer_sequence<int, kMaxPixels4>{});
+  return pick_fwd<2>(pb, std::make_integer_sequence<int, kMaxPixels2>{});
 }
 
-int64_t max_pixels(int64_t cb) { return cb == 1 ? kMaxPixels1 : cb == 2 ? kMaxPixels2 : kMaxPixels4; }
+int64_t max_pixels(int64_t cb) { return cb == 1 ? kMaxPixels1 : kMaxPixels2; }
 
 // Runs the tiles of one output row of n pixels: pixel tiles as even as the kernels allow.
 template <typename MakeTile>
@@ -128,13 +171,9 @@ void row_tiles(int64_t n, int64_t cb, MakeTile make_tile) {
   for (int64_t t = 0; t < tiles; ++t) make_tile(t * pb, t + 1 == tiles ? last : full);
 }
 
-// Channel vectors per tile: the widest whose pixel tiles still cover a row evenly.
-int64_t fwd_channel_block(const Conv2dGeometry& g) {
-  const int64_t nvec = g.out_channels / g.groups / kL;
-  if (nvec % 4 == 0 && g.out_w <= 2 * kMaxPixels4 && g.out_w > kMaxPixels2) return 4;
-  if (nvec % 2 == 0) return 2;
-  return 1;
-}
+// Channel vectors per tile: two when the channels allow (four leave too few pixels per tile on
+// the narrow rows where they would matter: measured slower).
+int64_t channel_block(int64_t channels) { return channels / kL % 2 == 0 ? 2 : 1; }
 
 // Packs weights [O, Cg, kh, kw] per block of `block` output channels as [Cg][kh][kw][block].
 void pack_weights(const float* w, const Conv2dGeometry& g, int64_t block, float* out) {
@@ -310,7 +349,7 @@ void forward(const float* x, const float* w, const float* bias, float* y, const 
   const int64_t in_image = C * g.in_h * g.in_w, out_image = O * g.out_h * g.out_w;
   const Layout l = make_layout(g);
   const std::vector<int64_t> toff = tap_offsets(g, l);
-  const int64_t cb = fwd_channel_block(g);
+  const int64_t cb = channel_block(g.out_channels / g.groups);
   float* wpack = thread_scratch<float>(ScratchSlot::PackedWeights, O * (C / g.groups) * g.kernel_h * g.kernel_w);
   pack_weights(w, g, cb * kL, wpack);
   const double flops = 2.0 * O * (C / g.groups) * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
@@ -354,7 +393,7 @@ void backward_input(const float* gy, const float* w, float* gx, const Conv2dGeom
   for (int64_t b = 0; b < g.stride_w; ++b) pw.push_back(phase_taps(b, g.stride_w, g.pad_w, g.dilation_w, KW, W));
   const GradPad rp = grad_pad(ph, g.out_h), cp = grad_pad(pw, g.out_w);
   const int64_t cols = g.out_w + cp.before + cp.after, plane = (g.out_h + rp.before + rp.after) * cols;
-  const int64_t cb = Cg / kL % 2 == 0 ? 2 : 1, block = cb * kL;
+  const int64_t cb = channel_block(Cg), block = cb * kL;
   // Per phase: packed weights [grp][c block][o][tap][block] and tap offsets in the padded gradient.
   struct Phase {
     int64_t a, b, ntaps;

@@ -1,15 +1,14 @@
 #include "core/cpu/conv2d_direct.h"
 
-#include <cstdlib>
-#include "core/cpu/conv2d_chv.h"
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "core/cpu/batch_parallel.h"
+#include "core/cpu/conv2d_chv.h"
 #include "core/cpu/scratch.h"
 #include "core/cpu/simd.h"
+#include "core/cpu/winograd.h"
 
 namespace qslim::cpu::direct {
 namespace {
@@ -367,7 +366,9 @@ void backward_input(const float* gy, const float* w, float* gx, const Conv2dGeom
           for (int64_t j = 0; j < KW; ++j)
             wt[(((grp * Cg + c) * Og + o) * KH + (KH - 1 - i)) * KW + (KW - 1 - j)] =
                 w[(((grp * Og + o) * Cg + c) * KH + i) * KW + j];
-  if (chv::use_forward(t) && !getenv("NOCHV"))
+  if (winograd::applies(t))
+    winograd::forward(gy, wt, nullptr, gx, t);
+  else if (chv::use_forward(t))
     chv::forward(gy, wt, nullptr, gx, t);
   else
     forward(gy, wt, nullptr, gx, t);

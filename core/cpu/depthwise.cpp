@@ -4,6 +4,8 @@
 #include <cstring>
 #include <vector>
 
+#include "core/cpu/batch_parallel.h"
+#include "core/cpu/interleave.h"
 #include "core/cpu/scratch.h"
 #include "core/cpu/simd.h"
 #include "core/cpu/thread_pool.h"
@@ -40,63 +42,6 @@ PhaseLayout phase_layout(const Conv2dGeometry& g, int64_t lanes) {
     l.col_pos.push_back((c % s) * l.plane() + c / s);
   }
   return l;
-}
-
-// Lane indices {0, 2, 4, ...} + first and {0, n, 1, n+1, ...} + half for two-vector shuffles.
-template <typename T>
-struct Shuffle {
-  using I = typename Vec<T>::index_t;
-  using mask = typename Vec<T>::mask;
-  static mask every_other(I first) { return lane_indices<T>() * 2 + first; }
-  static mask interleave(I half) {
-    const mask i = lane_indices<T>();
-    return i / 2 + half + (i % 2) * static_cast<I>(Vec<T>::lanes);
-  }
-};
-
-template <typename T>
-inline typename Vec<T>::type shuffle2(typename Vec<T>::type a, typename Vec<T>::type b,
-                                      typename Shuffle<T>::mask m) {
-#if defined(__clang__)
-  typename Vec<T>::type r;
-  for (int64_t i = 0; i < Vec<T>::lanes; ++i) r[i] = m[i] < Vec<T>::lanes ? a[m[i]] : b[m[i] - Vec<T>::lanes];
-  return r;
-#else
-  return __builtin_shuffle(a, b, m);
-#endif
-}
-
-// Stride 2 with an even width: the even and odd columns of a whole plane are the even and odd
-// entries of the flat plane, split (and merged back) a vector pair at a time.
-template <typename T>
-void deinterleave(const T* x, int64_t n, T* even, T* odd) {
-  constexpr int64_t L = Vec<T>::lanes;
-  const auto me = Shuffle<T>::every_other(0), mo = Shuffle<T>::every_other(1);
-  int64_t k = 0;
-  for (; k + 2 * L <= n; k += 2 * L) {
-    const auto a = vload(x + k), b = vload(x + k + L);
-    vstore(even + k / 2, shuffle2<T>(a, b, me));
-    vstore(odd + k / 2, shuffle2<T>(a, b, mo));
-  }
-  for (; k < n; k += 2) {
-    even[k / 2] = x[k];
-    odd[k / 2] = x[k + 1];
-  }
-}
-template <typename T>
-void interleave(const T* even, const T* odd, int64_t n, T* x) {
-  constexpr int64_t L = Vec<T>::lanes;
-  const auto lo = Shuffle<T>::interleave(0), hi = Shuffle<T>::interleave(L / 2);
-  int64_t k = 0;
-  for (; k + 2 * L <= n; k += 2 * L) {
-    const auto a = vload(even + k / 2), b = vload(odd + k / 2);
-    vstore(x + k, shuffle2<T>(a, b, lo));
-    vstore(x + k + L, shuffle2<T>(a, b, hi));
-  }
-  for (; k < n; k += 2) {
-    x[k] = even[k / 2];
-    x[k + 1] = odd[k / 2];
-  }
 }
 
 bool split_even_odd(const Conv2dGeometry& g) { return g.stride_w == 2 && g.in_w % 2 == 0; }
@@ -241,37 +186,6 @@ void flat_forward_impl(const T* x, const T* w, const T* bias, T* y, const Conv2d
       const int64_t c = p % C;
       to_flat(x + p * HW, g, l, pad);
       flat_forward_plane<T, KH, KW>(pad, l, w + c * taps, bias ? bias[c] : T(0), g, virt, y + p * P);
-    }
-  });
-}
-
-// Parallel over channels, so each thread owns its channels' weight gradients.
-template <typename T, int KH, int KW>
-void flat_weight_impl(const T* gy, const T* x, T* gw, const Conv2dGeometry& g) {
-  using V = typename Vec<T>::type;
-  const int64_t C = g.in_channels, HW = g.in_h * g.in_w, P = g.out_h * g.out_w, taps = g.kernel_h * g.kernel_w;
-  const FlatLayout l = flat_layout(g, Vec<T>::lanes);
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.batch * P * taps));
-  parallel_range(C, grain, [&](int64_t c0, int64_t c1) {
-    T* pad = thread_scratch<T>(ScratchSlot::Plane, l.size);
-    T* gvirt = thread_scratch<T>(ScratchSlot::GradColumns, l.vectors * Vec<T>::lanes);
-    std::fill(pad, pad + l.size, T(0));
-    std::fill(gvirt, gvirt + l.vectors * Vec<T>::lanes, T(0));
-    std::vector<V> acc(taps);
-    for (int64_t c = c0; c < c1; ++c) {
-      std::fill(acc.begin(), acc.end(), V{});
-      for (int64_t n = 0; n < g.batch; ++n) {
-        const int64_t p = n * C + c;
-        to_flat(x + p * HW, g, l, pad);
-        for (int64_t oh = 0; oh < g.out_h; ++oh)
-          std::memcpy(gvirt + oh * l.cols, gy + p * P + oh * g.out_w, g.out_w * sizeof(T));
-        flat_weight_plane<T, KH, KW>(gvirt, pad, l, g, acc.data());
-      }
-      for (int64_t t = 0; t < taps; ++t) {
-        T s = 0;
-        for (int64_t k = 0; k < Vec<T>::lanes; ++k) s += acc[t][k];
-        gw[c * taps + t] = s;
-      }
     }
   });
 }
@@ -421,51 +335,83 @@ void forward_impl(const T* x, const T* w, const T* bias, T* y, const Conv2dGeome
   });
 }
 
-// Parallel over channels, so each thread owns its channels' weight gradients.
+// Weight gradient: batch chunks in parallel, each visiting its images plane by plane in memory
+// order (a channel-major order jumps C planes per step and defeats the prefetchers) and
+// accumulating lane-wise sums per (channel, tap); the chunks' sums are added in chunk order.
 template <typename T, int KH, int KW>
-void backward_impl(const T* gy, const T* x, const T* w, T* gx, T* gw, const Conv2dGeometry& g) {
-  if (g.stride_h == 1 && g.stride_w == 1) {
-    if (gw) flat_weight_impl<T, KH, KW>(gy, x, gw, g);
-    if (gx && flat_input_grad_applies(g)) flat_input_grad<T, KH, KW>(gy, w, gx, g);
-    if (!gx || flat_input_grad_applies(g)) return;
-    gw = nullptr;  // done above; the phase-row path below computes gx only
-  }
+void weight_grad(const T* gy, const T* x, T* gw, const Conv2dGeometry& g) {
   using V = typename Vec<T>::type;
+  constexpr int64_t L = Vec<T>::lanes;
+  const int64_t C = g.in_channels, HW = g.in_h * g.in_w, P = g.out_h * g.out_w, taps = g.kernel_h * g.kernel_w;
+  const bool flat = g.stride_h == 1 && g.stride_w == 1;
+  const FlatLayout fl = flat_layout(g, L);
+  const PhaseLayout pl = phase_layout(g, L);
+  const int64_t gy_cols = pl.vectors * L;
+  const int64_t chunks = batch_chunks(g.batch, 2.0 * C * taps * P);
+  std::vector<V> acc_all(chunks * C * taps, V{});
+  run_chunks(chunks, g.batch, [&](int64_t chunk, int64_t b0, int64_t b1) {
+    V* acc = acc_all.data() + chunk * C * taps;
+    if (flat) {
+      T* pad = thread_scratch<T>(ScratchSlot::Plane, fl.size);
+      T* gvirt = thread_scratch<T>(ScratchSlot::GradColumns, fl.vectors * L);
+      std::fill(pad, pad + fl.size, T(0));
+      std::fill(gvirt, gvirt + fl.vectors * L, T(0));  // virtual columns ow >= OW stay zero
+      for (int64_t p = b0 * C; p < b1 * C; ++p) {
+        to_flat(x + p * HW, g, fl, pad);
+        for (int64_t oh = 0; oh < g.out_h; ++oh)
+          std::memcpy(gvirt + oh * fl.cols, gy + p * P + oh * g.out_w, g.out_w * sizeof(T));
+        flat_weight_plane<T, KH, KW>(gvirt, pad, fl, g, acc + (p % C) * taps);
+      }
+    } else {
+      T* xph = thread_scratch<T>(ScratchSlot::Plane, pl.size());
+      T* gyp = thread_scratch<T>(ScratchSlot::GradColumns, g.out_h * gy_cols);
+      T* split_buf = thread_scratch<T>(ScratchSlot::Row, HW);
+      std::fill(xph, xph + pl.size(), T(0));
+      std::fill(gyp, gyp + g.out_h * gy_cols, T(0));
+      for (int64_t p = b0 * C; p < b1 * C; ++p) {
+        pad_rows(gy + p * P, g, gy_cols, gyp);
+        to_phases(x + p * HW, g, pl, xph, split_buf);
+        backward_weight_plane<T, KH, KW>(gyp, gy_cols, xph, pl, g, acc + (p % C) * taps);
+      }
+    }
+  });
+  for (int64_t k = 0; k < C * taps; ++k) {
+    V s = acc_all[k];
+    for (int64_t c = 1; c < chunks; ++c) s += acc_all[c * C * taps + k];
+    gw[k] = vsum<T>(s);
+  }
+}
+
+// Input gradient of strided convs: planes in parallel, in memory order; each scatters its output
+// gradient rows into phase planes of the padded input gradient.
+template <typename T, int KH, int KW>
+void strided_input_grad(const T* gy, const T* w, T* gx, const Conv2dGeometry& g) {
   const int64_t C = g.in_channels, HW = g.in_h * g.in_w, P = g.out_h * g.out_w, taps = g.kernel_h * g.kernel_w;
   const PhaseLayout l = phase_layout(g, Vec<T>::lanes);
   const int64_t gy_cols = l.vectors * Vec<T>::lanes;
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.batch * P * taps));
-  parallel_range(C, grain, [&](int64_t c0, int64_t c1) {
-    T* xph = gw ? thread_scratch<T>(ScratchSlot::Plane, l.size()) : nullptr;
-    T* gph = gx ? thread_scratch<T>(ScratchSlot::GradPlane, l.size()) : nullptr;
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, P * taps));
+  parallel_range(g.batch * C, grain, [&](int64_t p0, int64_t p1) {
+    T* gph = thread_scratch<T>(ScratchSlot::GradPlane, l.size());
     T* gyp = thread_scratch<T>(ScratchSlot::GradColumns, g.out_h * gy_cols);
     T* split_buf = thread_scratch<T>(ScratchSlot::Row, HW);
-    if (xph) std::fill(xph, xph + l.size(), T(0));
     std::fill(gyp, gyp + g.out_h * gy_cols, T(0));
-    std::vector<V> acc(gw ? taps : 0);
-    for (int64_t c = c0; c < c1; ++c) {
-      std::fill(acc.begin(), acc.end(), V{});
-      for (int64_t n = 0; n < g.batch; ++n) {
-        const int64_t p = n * C + c;
-        pad_rows(gy + p * P, g, gy_cols, gyp);
-        if (gw) {
-          to_phases(x + p * HW, g, l, xph, split_buf);
-          backward_weight_plane<T, KH, KW>(gyp, gy_cols, xph, l, g, acc.data());
-        }
-        if (gx) {
-          std::fill(gph, gph + l.size(), T(0));
-          backward_input_plane<T, KH, KW>(gyp, gy_cols, l, w + c * taps, g, gph);
-          from_phases(gph, g, l, gx + p * HW, split_buf);
-        }
-      }
-      if (gw)
-        for (int64_t t = 0; t < taps; ++t) {
-          T s = 0;
-          for (int64_t k = 0; k < Vec<T>::lanes; ++k) s += acc[t][k];
-          gw[c * taps + t] = s;
-        }
+    for (int64_t p = p0; p < p1; ++p) {
+      pad_rows(gy + p * P, g, gy_cols, gyp);
+      std::fill(gph, gph + l.size(), T(0));
+      backward_input_plane<T, KH, KW>(gyp, gy_cols, l, w + (p % C) * taps, g, gph);
+      from_phases(gph, g, l, gx + p * HW, split_buf);
     }
   });
+}
+
+template <typename T, int KH, int KW>
+void backward_impl(const T* gy, const T* x, const T* w, T* gx, T* gw, const Conv2dGeometry& g) {
+  if (gw) weight_grad<T, KH, KW>(gy, x, gw, g);
+  if (!gx) return;
+  if (g.stride_h == 1 && g.stride_w == 1 && flat_input_grad_applies(g))
+    flat_input_grad<T, KH, KW>(gy, w, gx, g);
+  else
+    strided_input_grad<T, KH, KW>(gy, w, gx, g);
 }
 
 }  // namespace
