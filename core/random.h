@@ -10,7 +10,10 @@ namespace qslim {
 class Generator {
  public:
   explicit Generator(uint64_t seed = 0x5eed) : engine_(seed) {}
-  void seed(uint64_t s) { engine_.seed(s); }
+  void seed(uint64_t s) {
+    engine_.seed(s);
+    has_spare_ = false;  // a cached normal from the old stream must not leak into the new one
+  }
   uint64_t next_u64() { return engine_(); }
   double uniform() { return (engine_() >> 11) * 0x1.0p-53; }  // [0, 1)
   double normal();
