@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include "core/cpu/thread_pool.h"
+
 namespace qslim {
 namespace {
 int g_threads = 0;
@@ -31,21 +33,13 @@ void set_num_threads(int n) {
   Eigen::setNbThreads(g_threads);
 }
 
-bool in_parallel_region() { return omp_in_parallel(); }
+bool in_parallel_region() { return cpu::in_parallel(); }
 
+// On the kernels' thread pool rather than an OpenMP team: under load an OpenMP barrier waits for
+// descheduled members (see core/cpu/thread_pool.h), which made QAT's quantizer loops cost 4-10x.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
-  int threads = num_threads();
-  if (threads <= 1 || n < grain * 2 || omp_in_parallel()) {
-    fn(0, n);
-    return;
-  }
-  int64_t chunks = std::min<int64_t>(threads, n / std::max<int64_t>(grain, 1));
-#pragma omp parallel for num_threads(chunks) schedule(static, 1)
-  for (int64_t c = 0; c < chunks; ++c) {
-    int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
-    fn(b, e);
-  }
+  cpu::parallel_range(n, std::max<int64_t>(grain, 1), [&](int64_t b, int64_t e) { fn(b, e); });
 }
 
 }  // namespace qslim

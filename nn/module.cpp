@@ -49,6 +49,27 @@ std::vector<std::string> split_dots(const std::string& path) {
 
 }  // namespace
 
+namespace {
+thread_local ModuleCallObserver* t_call_observer = nullptr;
+}  // namespace
+
+ScopedCallObserver::ScopedCallObserver(ModuleCallObserver* observer) : previous_(t_call_observer) {
+  t_call_observer = observer;
+}
+ScopedCallObserver::~ScopedCallObserver() { t_call_observer = previous_; }
+
+Tensor Module::operator()(const Tensor& x) {
+  Tensor y = forward(x);
+  if (ModuleCallObserver* o = t_call_observer) o->on_call(*this, {x}, y);
+  return y;
+}
+
+Tensor Module::operator()(const std::vector<Tensor>& xs) {
+  Tensor y = forward(xs);
+  if (ModuleCallObserver* o = t_call_observer) o->on_call(*this, xs, y);
+  return y;
+}
+
 Tensor Module::forward(const Tensor& x) {
   QSLIM_FAIL(type_name(), ": forward(Tensor) is not implemented by this module (input ", shape_str(x.shape()),
              "); multi-input modules take a vector of tensors");

@@ -14,6 +14,28 @@ namespace qslim::nn {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
+class Module;
+
+// Sees every module call made through Module::operator() on the installing thread, after the
+// forward returned (so a parent is reported after its children: leaves arrive in execution order).
+class ModuleCallObserver {
+ public:
+  virtual ~ModuleCallObserver() = default;
+  virtual void on_call(const Module& m, const std::vector<Tensor>& inputs, const Tensor& output) = 0;
+};
+
+// Installs an observer on this thread for its lifetime (restoring the previous one afterwards).
+class ScopedCallObserver {
+ public:
+  explicit ScopedCallObserver(ModuleCallObserver* observer);
+  ~ScopedCallObserver();
+  ScopedCallObserver(const ScopedCallObserver&) = delete;
+  ScopedCallObserver& operator=(const ScopedCallObserver&) = delete;
+
+ private:
+  ModuleCallObserver* previous_;
+};
+
 class Module : public std::enable_shared_from_this<Module> {
  public:
   virtual ~Module() = default;
@@ -21,9 +43,11 @@ class Module : public std::enable_shared_from_this<Module> {
   // Single-input forward; multi-input modules (Add, Concat) override the vector form instead.
   virtual Tensor forward(const Tensor& x);
   virtual Tensor forward(const std::vector<Tensor>& xs);
-  Tensor operator()(const Tensor& x) { return forward(x); }
-  Tensor operator()(const Tensor& a, const Tensor& b) { return forward(std::vector<Tensor>{a, b}); }
-  Tensor operator()(const std::vector<Tensor>& xs) { return forward(xs); }
+  // Calls forward and reports the call to this thread's ModuleCallObserver, if any. Forward code
+  // calls children through these (not forward directly) so tracing and per-layer reports see them.
+  Tensor operator()(const Tensor& x);
+  Tensor operator()(const Tensor& a, const Tensor& b) { return (*this)(std::vector<Tensor>{a, b}); }
+  Tensor operator()(const std::vector<Tensor>& xs);
 
   // "Conv2D", "Linear", ... used by quantization's type rules and by printing.
   virtual std::string type_name() const = 0;

@@ -17,7 +17,7 @@ ModulePtr Sequential::operator[](size_t i) const {
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor y = x;
-  for (const auto& [name, m] : named_children()) y = m->forward(y);
+  for (const auto& [name, m] : named_children()) y = (*m)(y);
   return y;
 }
 
