@@ -30,7 +30,14 @@ Tensor div(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+// Integer tensors keep their dtype, so a fractional scalar would be truncated silently.
+static void check_integral_scalar(const Tensor& a, double s, const char* op) {
+  QSLIM_CHECK(is_floating(a.dtype()) || s == std::nearbyint(s), op, ": scalar ", s, " is not a whole number but the tensor is ",
+              dtype_name(a.dtype()), "; convert the tensor to a floating dtype first");
+}
+
 Tensor add_scalar(const Tensor& a, double s) {
+  check_integral_scalar(a, s, "add_scalar");
   Tensor out;
   QSLIM_DISPATCH_ALL(a.dtype(), "add_scalar", [&] {
     scalar_t v = static_cast<scalar_t>(s);
@@ -40,6 +47,7 @@ Tensor add_scalar(const Tensor& a, double s) {
 }
 
 Tensor mul_scalar(const Tensor& a, double s) {
+  check_integral_scalar(a, s, "mul_scalar");
   Tensor out;
   QSLIM_DISPATCH_ALL(a.dtype(), "mul_scalar", [&] {
     scalar_t v = static_cast<scalar_t>(s);
@@ -68,6 +76,7 @@ void mul_inplace(const Tensor& a, const Tensor& b) {
 }
 
 void scale_inplace(const Tensor& a, double s) {
+  check_integral_scalar(a, s, "scale_");
   QSLIM_DISPATCH_ALL(a.dtype(), "scale_", [&] {
     scalar_t v = static_cast<scalar_t>(s);
     Tensor sc = Tensor::empty({}, a.dtype());

@@ -1,5 +1,6 @@
 #include "models/registry.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "models/googlenet.h"
@@ -83,7 +84,8 @@ ModelInfo entry(const std::string& name, const std::string& description, Builder
             QSLIM_CHECK(in > 0 && classes > 0, "model '", a.name(), "': in_channels (", in, ") and num_classes (",
                         classes, ") must be positive");
             return build(in, classes, width);
-          }};
+          },
+          {"in_channels", "num_classes", "width"}};
 }
 
 template <typename M, typename... Pre>
@@ -104,7 +106,8 @@ const std::vector<ModelInfo>& model_registry() {
                  size = a.get_int("image_size", 28);
          a.finish({"in_channels", "num_classes", "image_size"});
          return std::make_shared<LeNet5>(in, classes, size);
-       }},
+       },
+       {"in_channels", "num_classes", "image_size"}},
       entry("resnet8", "CIFAR ResNet-8 (1 basic block per stage, 16/32/64)", simple<CifarResNet>(int64_t{8})),
       entry("resnet20", "CIFAR ResNet-20, ResNetC of torch_models.py (3 blocks per stage, 16/32/64)",
             simple<CifarResNet>(int64_t{20})),
@@ -133,13 +136,22 @@ const std::vector<ModelInfo>& model_registry() {
   return registry;
 }
 
-nn::ModulePtr create_model(const std::string& spec) {
-  ModelArgs args = ModelArgs::parse(spec);
+const ModelInfo& model_info(const std::string& name) {
   for (const ModelInfo& info : model_registry())
-    if (info.name == args.name()) return info.build(args);
+    if (info.name == name) return info;
   std::string list;
   for (const ModelInfo& info : model_registry()) list += (list.empty() ? "" : ", ") + info.name;
-  QSLIM_FAIL("unknown model '", args.name(), "' (available: ", list, ")");
+  QSLIM_FAIL("unknown model '", name, "' (available: ", list, ")");
+}
+
+bool model_accepts(const std::string& name, const std::string& key) {
+  const ModelInfo& info = model_info(name);
+  return std::find(info.args.begin(), info.args.end(), key) != info.args.end();
+}
+
+nn::ModulePtr create_model(const std::string& spec) {
+  ModelArgs args = ModelArgs::parse(spec);
+  return model_info(args.name()).build(args);
 }
 
 }  // namespace qslim::models

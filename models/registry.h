@@ -30,11 +30,16 @@ struct ModelInfo {
   std::string name;
   std::string description;
   std::function<nn::ModulePtr(ModelArgs&)> build;
+  std::vector<std::string> args;  // the argument keys the model accepts
 };
 
 // Every model takes in_channels (default 1) and num_classes (default 10); all but lenet take width
 // (e.g. "resnet18:width=0.5"); lenet takes image_size (default 28).
 nn::ModulePtr create_model(const std::string& spec);
 const std::vector<ModelInfo>& model_registry();
+// The registry entry named `name` (without arguments); throws listing the models.
+const ModelInfo& model_info(const std::string& name);
+// Whether model `name` takes argument `key` (e.g. "image_size").
+bool model_accepts(const std::string& name, const std::string& key);
 
 }  // namespace qslim::models

@@ -7,6 +7,7 @@
 #include "quant/act_lsq_plus_quanter.h"
 #include "quant/channel_wise_abs_max_quanter.h"
 #include "quant/moving_average_abs_max_quanter.h"
+#include "quant/observer.h"
 #include "quant/range_abs_max_quanter.h"
 #include "quant/weight_lsq_plus_quanter.h"
 
@@ -17,6 +18,7 @@ namespace {
 std::string allowed_list() {
   std::string s;
   for (const std::string& t : quanter_types()) s += (s.empty() ? "" : ", ") + t;
+  for (const std::string& t : observer_types()) s += ", " + t;
   return s;
 }
 
@@ -82,6 +84,10 @@ Preprocess preprocess_from_name(const std::string& name) {
 }
 
 QuanterPtr make_quanter(const std::string& type, const QuanterOptions& options) {
+  if (std::find(observer_types().begin(), observer_types().end(), type) != observer_types().end()) {
+    check_bits(options.bits, type);
+    return make_observer(type, options);
+  }
   if (std::find(quanter_types().begin(), quanter_types().end(), type) == quanter_types().end())
     QSLIM_FAIL("make_quanter: unknown quanter type '", type, "'; allowed: ", allowed_list());
   check_bits(options.bits, type);

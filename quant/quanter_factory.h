@@ -1,5 +1,6 @@
 // Quanters by type name, for QuantConfig and PaddleSlim-style configs:
-//   "abs_max", "channel_wise_abs_max", "range_abs_max", "moving_average_abs_max", "lsq_plus"
+//   "abs_max", "channel_wise_abs_max", "range_abs_max", "moving_average_abs_max", "lsq_plus",
+// and the PTQ observers by their PaddleSlim class names ("HistObserver", "KLObserver", ...).
 // ("lsq_plus" makes a WeightLSQplusQuanter for role Weight, an ActLSQplusQuanter for role
 // Activation). preprocess = Pact wraps the result in a PactQuanter.
 #pragma once
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "quant/lsq_init.h"
+#include "quant/observer_options.h"
 #include "quant/pact_quanter.h"
 #include "quant/quanter.h"
 
@@ -29,11 +31,14 @@ struct QuanterOptions : QuantOptions {
   bool lsq_symmetric = false;           // lsq_plus, activations: no learnable offset
   Preprocess preprocess = Preprocess::None;
   PactOptions pact;  // used when preprocess == Pact
+  ObserverOptions observer;  // the PTQ observer types (observer_types())
 };
 
-// Throws for an unknown type (listing quanter_types()) and for invalid options (bits outside
-// 2..16 named with the type, missing channels, ...).
+// Builds a quanter of quanter_types() or a PTQ observer of observer_types() (quant/observer.h).
+// Throws for an unknown type (listing both lists) and for invalid options (bits outside 2..16
+// named with the type, missing channels, ...).
 QuanterPtr make_quanter(const std::string& type, const QuanterOptions& options = {});
+// The QAT quanter types (what QuantConfig's JSON keys accept).
 const std::vector<std::string>& quanter_types();
 
 }  // namespace qslim::quant

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
 #include "data/cifar.h"
 
 namespace qslim {
@@ -19,23 +20,10 @@ namespace fs = std::filesystem;
 using data::CifarLabels;
 using data::CifarVariant;
 
-class TempDir {
+// Temporary directories: qslim::testing::TempDir("test_cifar").
+class TempDir : public qslim::testing::TempDir {
  public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("qslim_test_cifar_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
+  TempDir() : qslim::testing::TempDir("test_cifar") {}
 };
 
 // One record as the binary distribution stores it: label byte(s), then R, G, B planes of 32x32.

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
 #include "core/factory.h"
 #include "data/dataloader.h"
 #include "data/dataset.h"
@@ -33,23 +34,10 @@ using data::DataLoaderOptions;
 
 // ---- helpers: temp directory and an independent IDX writer ----
 
-class TempDir {
+// Temporary directories: qslim::testing::TempDir("test_data").
+class TempDir : public qslim::testing::TempDir {
  public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("qslim_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
+  TempDir() : qslim::testing::TempDir("test_data") {}
 };
 
 std::vector<uint8_t> idx_bytes(uint8_t type, const std::vector<uint32_t>& dims, const std::vector<uint8_t>& payload) {

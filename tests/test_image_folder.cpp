@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
 #include "autograd/ops_arith.h"
 #include "core/factory.h"
 #include "data/dataloader.h"
@@ -33,23 +34,10 @@ namespace fs = std::filesystem;
 using data::ImageFolderDataset;
 using data::ImageFolderOptions;
 
-class TempDir {
+// Temporary directories: qslim::testing::TempDir("test_image_folder").
+class TempDir : public qslim::testing::TempDir {
  public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("qslim_test_folder_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
+  TempDir() : qslim::testing::TempDir("test_image_folder") {}
 };
 
 template <typename F>

@@ -33,15 +33,7 @@ Tensor idx(std::vector<int64_t> v, Shape s = {}) {
   return from_vector(v, s);
 }
 
-template <typename F>
-void expect_error(F f, std::initializer_list<const char*> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected qslim::Error";
-  } catch (const Error& e) {
-    for (const char* p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
+using qslim::testing::expect_error;
 
 }  // namespace
 

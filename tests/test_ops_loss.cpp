@@ -29,15 +29,7 @@ Tensor randn64(const Shape& s, uint64_t seed) {
   return randn(s, DType::F64, &g);
 }
 
-template <typename F>
-void expect_error(F f, std::initializer_list<const char*> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected qslim::Error";
-  } catch (const Error& e) {
-    for (const char* p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
+using qslim::testing::expect_error;
 
 Tensor targets(std::vector<int64_t> v) { return from_vector(v, {static_cast<int64_t>(v.size())}); }
 

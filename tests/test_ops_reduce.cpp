@@ -38,15 +38,7 @@ Tensor distinct64(const Shape& s, uint64_t seed) {
   return from_vector(v, s);
 }
 
-template <typename F>
-void expect_error(F f, std::initializer_list<const char*> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected qslim::Error";
-  } catch (const Error& e) {
-    for (const char* p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
+using qslim::testing::expect_error;
 
 // Naive reference: sum of x [A, B, C] over the dims flagged in r, keepdim shape.
 std::vector<double> naive_sum3(const Tensor& x, bool r0, bool r1, bool r2) {

@@ -2,6 +2,7 @@
 
 #include "autograd/ops.h"
 #include "core/allocator.h"
+#include "core/kernels.h"
 #include "tests/support/test_support.h"
 
 using namespace qslim;
@@ -103,4 +104,15 @@ TEST(Tensor, PrintingShowsShapeAndValues) {
   std::string s = tensor({1, 2, 3, 4}, {2, 2}).to_string();
   EXPECT_NE(s.find("shape=[2, 2]"), std::string::npos);
   EXPECT_NE(s.find("[[1, 2],"), std::string::npos) << s;
+}
+
+TEST(Tensor, IntegerScalarKernelsRejectFractionalScalars) {
+  Tensor i = from_vector(std::vector<int32_t>{1, 2, 3}, {3});
+  EXPECT_EQ(kernels::add_scalar(i, 2.0).to_vector<int32_t>(), (std::vector<int32_t>{3, 4, 5}));
+  EXPECT_EQ(kernels::mul_scalar(i, -3.0).to_vector<int32_t>(), (std::vector<int32_t>{-3, -6, -9}));
+  qslim::testing::expect_error([&] { kernels::add_scalar(i, 0.5); }, {"add_scalar", "0.5", "i32"});
+  qslim::testing::expect_error([&] { kernels::mul_scalar(i, 1.5); }, {"mul_scalar", "1.5", "i32"});
+  qslim::testing::expect_error([&] { kernels::scale_inplace(i, 0.25); }, {"scale_", "0.25"});
+  Tensor f = from_vector(std::vector<float>{1, 2}, {2});
+  EXPECT_EQ(kernels::add_scalar(f, 0.5).to_vector<float>(), (std::vector<float>{1.5f, 2.5f}));
 }

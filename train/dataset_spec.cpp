@@ -230,17 +230,8 @@ std::string model_spec_for(const std::string& model_spec, const LoadedData& data
 }
 
 std::string resolve_model_spec(const std::string& model_spec, const LoadedData& data) {
-  const std::string full = model_spec_for(model_spec, data, true);
-  const std::string reduced = model_spec_for(model_spec, data, false);
-  if (full == reduced) return full;
-  try {
-    models::create_model(full);
-    return full;
-  } catch (const Error& e) {
-    // The registry's message for an argument a model does not take (models::ModelArgs::finish).
-    if (std::string(e.what()).find("unknown argument 'image_size'") == std::string::npos) throw;
-  }
-  return reduced;
+  const std::string name = model_spec.substr(0, model_spec.find(':'));
+  return model_spec_for(model_spec, data, models::model_accepts(name, "image_size"));
 }
 
 }  // namespace qslim::train

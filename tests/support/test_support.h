@@ -2,8 +2,10 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <initializer_list>
 #include <string>
 
+#include "core/error.h"
 #include "core/tensor.h"
 
 namespace qslim::testing {
@@ -13,5 +15,16 @@ namespace qslim::testing {
 
 // Path of the Fashion-MNIST directory, or "" when absent (tests that need it then fail loudly).
 std::string fashion_mnist_dir();
+
+// Expects f() to throw qslim::Error whose message contains every one of `parts`.
+template <typename F>
+void expect_error(F f, std::initializer_list<const char*> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "expected qslim::Error";
+  } catch (const Error& e) {
+    for (const char* p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace qslim::testing
