@@ -1,0 +1,73 @@
+// Internal to the INT8 GEMM (int8_gemm.h): the per-ISA block kernels, the packed layouts they read
+// and the output stage they share. Every path computes the same int32 accumulators and applies the
+// same float operations in the same order, so their outputs are bit-identical.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "core/cpu/int8_gemm.h"
+
+namespace qslim::cpu::int8_detail {
+
+// Packed layouts (K is padded with zero weights, N with zero rows):
+//   Avx512Vnni: [ceil(n/16) blocks][kp/4][16 channels][4 k]  int8, kp = round_up(k, 4)
+//   Avx2:       [ceil(n/8) blocks][kp/2][8 channels][2 k]    int16 (pre-widened), kp = round_up(k, 2)
+//   Scalar:     [n][k]                                        int8 (a plain copy)
+constexpr int64_t kVnniBlock = 16;
+constexpr int64_t kAvx2Block = 8;
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+enum class OutKind : uint8_t { S32, U8, S8, F32 };
+
+struct OutputStage {
+  OutKind kind = OutKind::S32;
+  const int32_t* bias = nullptr;        // [n] packed bias (unused for S32)
+  const float* multiplier = nullptr;    // [n]
+  int32_t zero_point = 0;
+  float qlo = 0, qhi = 0;               // v is clamped to [qmin - zp, qmax - zp] before rounding
+  float fmin = 0, fmax = 0;             // F32 clamp
+  void* c = nullptr;
+  int64_t ldc = 0;
+};
+
+// One output element from its raw accumulator. The clamp happens before rounding (equivalent to
+// clamping after, as the bounds are integers) so no out-of-range float is converted to int32;
+// `x > lo ? x : lo` is exactly what max_ps computes, NaN included.
+inline void store_one(const OutputStage& o, int64_t row, int64_t col, int32_t acc) {
+  if (o.kind == OutKind::S32) {
+    static_cast<int32_t*>(o.c)[row * o.ldc + col] = acc;
+    return;
+  }
+  const int32_t sum = static_cast<int32_t>(static_cast<uint32_t>(acc) + static_cast<uint32_t>(o.bias[col]));
+  float v = static_cast<float>(sum) * o.multiplier[col];
+  if (o.kind == OutKind::F32) {
+    v = v > o.fmin ? v : o.fmin;
+    v = v < o.fmax ? v : o.fmax;
+    static_cast<float*>(o.c)[row * o.ldc + col] = v;
+    return;
+  }
+  v = v > o.qlo ? v : o.qlo;
+  v = v < o.qhi ? v : o.qhi;
+  const int32_t q = static_cast<int32_t>(std::nearbyint(v)) + o.zero_point;
+  if (o.kind == OutKind::U8)
+    static_cast<uint8_t*>(o.c)[row * o.ldc + col] = static_cast<uint8_t>(q);
+  else
+    static_cast<int8_t*>(o.c)[row * o.ldc + col] = static_cast<int8_t>(q);
+}
+
+inline const int8_t* packed_base(const PackedInt8Weights& w) { return w.data.data() + w.data_offset; }
+
+// C rows [m0, m1) x columns [n0, n1) of the product; n0 is a multiple of the path's column unit
+// (column_unit below). Single-threaded: the caller splits the work.
+void gemm_block_scalar(const uint8_t* a, int64_t lda, const PackedInt8Weights& w, const OutputStage& out,
+                       int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void gemm_block_avx2(const uint8_t* a, int64_t lda, const PackedInt8Weights& w, const OutputStage& out, int64_t m0,
+                     int64_t m1, int64_t n0, int64_t n1);
+void gemm_block_vnni(const uint8_t* a, int64_t lda, const PackedInt8Weights& w, const OutputStage& out, int64_t m0,
+                     int64_t m1, int64_t n0, int64_t n1);
+
+// Rows of the register block and columns of one panel for each path (how the caller splits work).
+int64_t row_unit(Int8Isa isa);
+int64_t column_unit(Int8Isa isa);
+
+}  // namespace qslim::cpu::int8_detail
