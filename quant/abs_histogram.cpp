@@ -22,7 +22,8 @@ constexpr int64_t kMaxChunk = int64_t{1} << 30;
 
 // Counts x[0, n) into hist (kCopies copies of `stride` counters) and returns max|x| of the chunk
 // (NaN skipped). Values above the range land in the last bin: the caller re-bins the batch when
-// the returned max exceeds the range. Slot `junk` (the last of each copy) collects NaNs. The index
+// the returned max exceeds the range. Slot `junk` (the last of each copy) collects NaNs and the slot
+// before it exact zeros (merged into bin 0, and counted apart for zeros()). The index
 // pass is branch-free and vectorises; the increments cannot.
 template <typename T, bool Split>
 T bin_chunk(const T* __restrict x, int64_t n, T inv, int32_t bins, uint32_t* __restrict hist, int64_t stride) {
@@ -30,7 +31,7 @@ T bin_chunk(const T* __restrict x, int64_t n, T inv, int32_t bins, uint32_t* __r
   alignas(64) int32_t idx[kBlock];
   T mx[kLanes] = {};
   const T last = static_cast<T>(bins - 1);
-  const int32_t junk = static_cast<int32_t>(stride - 1);
+  const int32_t junk = static_cast<int32_t>(stride - 1), zero = static_cast<int32_t>(stride - 2);
   auto index = [&](T v, T& m) {
     const T a = std::fabs(v);
     m = a > m ? a : m;
@@ -38,7 +39,7 @@ T bin_chunk(const T* __restrict x, int64_t n, T inv, int32_t bins, uint32_t* __r
     t = t < last ? t : last;  // also maps NaN to `last` before the conversion (no UB)
     int32_t k = static_cast<int32_t>(t);
     if constexpr (Split) k += v < T(0) ? bins : 0;
-    return a == a ? k : junk;
+    return a == a ? (a == T(0) ? zero : k) : junk;
   };
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t len = std::min(kBlock, n - b);
@@ -90,6 +91,7 @@ AbsHistogram::AbsHistogram(int64_t bins, bool split_sign, std::string who)
 void AbsHistogram::clear() {
   range_ = 0;
   count_ = 0;
+  zeros_ = 0;
   pos_.assign(bins_, 0.0);
   if (split_) neg_.assign(bins_, 0.0);
 }
@@ -137,12 +139,14 @@ void AbsHistogram::add(const Tensor& x) {
     m = bin_counts(xc);
   }
   int64_t nans = 0;
-  const int64_t stride = (split_ ? 2 * bins_ : bins_) + 1;
+  const int64_t stride = (split_ ? 2 * bins_ : bins_) + 2;
   for (size_t c = 0; c < scratch_.size() / stride; ++c) {
     const uint32_t* h = scratch_.data() + c * stride;
     for (int64_t j = 0; j < bins_; ++j) pos_[j] += h[j];
     if (split_)
       for (int64_t j = 0; j < bins_; ++j) neg_[j] += h[bins_ + j];
+    pos_[0] += h[stride - 2];
+    zeros_ += h[stride - 2];
     nans += h[stride - 1];
   }
   count_ += xc.numel() - nans;
@@ -150,7 +154,7 @@ void AbsHistogram::add(const Tensor& x) {
 
 double AbsHistogram::bin_counts(const Tensor& xc) {
   const int64_t n = xc.numel();
-  const int64_t stride = (split_ ? 2 * bins_ : bins_) + 1;
+  const int64_t stride = (split_ ? 2 * bins_ : bins_) + 2;
   const int64_t chunks = std::max(detail::reduction_chunks(n), (n + kMaxChunk - 1) / kMaxChunk);
   const int64_t per_chunk = (split_ ? kCopies<true> : kCopies<false>) * stride;
   scratch_.assign(static_cast<size_t>(chunks * per_chunk), 0u);

@@ -47,6 +47,8 @@ class AbsHistogram {
   double total() const;  // number of (non-NaN) values added
   // Non-NaN values added so far (exact integer count).
   int64_t count() const { return count_; }
+  // Values exactly 0 added so far (included in counts()[0]; re-binning keeps them in bin 0).
+  int64_t zeros() const { return zeros_; }
 
  private:
   void grow(double new_range);
@@ -58,6 +60,7 @@ class AbsHistogram {
   std::string who_;
   double range_ = 0;
   int64_t count_ = 0;
+  int64_t zeros_ = 0;
   std::vector<double> pos_, neg_;
   std::vector<uint32_t> scratch_;  // per-chunk partial counts, reused across batches
 };

@@ -1,4 +1,5 @@
 #include "quant/quantized_io.h"
+#include "quant/quantized_io_ext.h"
 
 #include <algorithm>
 #include <charconv>
@@ -9,9 +10,12 @@
 #include "nn/batchnorm.h"
 #include "nn/checkpoint.h"
 #include "nn/conv2d.h"
+#include "nn/embedding.h"
 #include "nn/flatten.h"
 #include "nn/linear.h"
 #include "quant/converted_layers.h"
+#include "quant/dynamic_layers.h"
+#include "quant/quant_embedding.h"
 #include "quant/quant_layers.h"
 
 namespace qslim::quant {
@@ -94,6 +98,9 @@ json layers_json(const nn::Module& model) {
       if (!w->folded_bn().empty()) e["folded_bn"] = dotted(parent_of(name), w->folded_bn());
     }
     if (auto* op = dynamic_cast<const ConvertedOp*>(layer)) e["point"] = op_quant_point_name(op->point());
+    if (auto* d = dynamic_cast<const DynamicWeightLayer*>(layer)) e["has_bias"] = d->has_bias();
+    if (auto* emb = dynamic_cast<const QuantEmbedding*>(layer))
+      if (emb->clip_threshold()) e["clip_threshold"] = *emb->clip_threshold();
     json quant = json::object();
     for (const auto& rec : layer->quant_records()) quant[rec.tensor] = record_json(name, rec.tensor, rec.params);
     e["quant"] = quant;
@@ -143,6 +150,48 @@ struct MetaReader {
     }
   }
 };
+
+// The weight-only layers (dynamic quantization, embedding quantization) of one layer entry: an
+// integer weight on the narrow grid, no activation quantization.
+nn::ModulePtr rebuild_weight_only(const nn::ModulePtr& m, const std::string& type, const std::string& source,
+                                  const json& e, const MetaReader& r) {
+  const json& quant = r.at(e, "quant");
+  QSLIM_CHECK(quant.is_object() && quant.size() == 1, r.where, ": a ", type,
+              " quantizes only its weight, but the metadata records ", quant.dump());
+  const json& w = r.at(quant, "weight");
+  const QuantGrid grid = r.grid(w);
+  const int64_t axis = r.integer(w, "axis");
+  QSLIM_CHECK(grid.kind() == GridKind::Narrow, r.where, ": ", type, " weights use the narrow grid, got ",
+              grid.to_string());
+  try {
+    if (type == "QuantEmbedding") {
+      auto emb = std::dynamic_pointer_cast<nn::Embedding>(m);
+      QSLIM_CHECK(emb != nullptr, "expected an Embedding, found ", m->type_name());
+      QSLIM_CHECK(axis == 0 || axis == -1, "embedding steps are per row (axis 0) or per table (-1), got axis ", axis);
+      auto q = std::make_shared<QuantEmbedding>(emb->num_embeddings(), emb->embedding_dim(), emb->padding_idx(),
+                                                grid.bits(), axis == 0);
+      if (e.contains("clip_threshold")) {
+        const json& t = e.at("clip_threshold");
+        QSLIM_CHECK(t.is_number() && t.get<double>() > 0, "clip_threshold must be a positive number, got ", t.dump());
+        q->set_clip_threshold(t.get<double>());
+      }
+      return q;
+    }
+    const bool bias = r.boolean(e, "has_bias");
+    if (type == "DynamicQuantConv2D") {
+      auto conv = std::dynamic_pointer_cast<nn::Conv2D>(m);
+      QSLIM_CHECK(conv != nullptr, "expected a Conv2D, found ", m->type_name());
+      return std::make_shared<DynamicQuantConv2D>(*conv, source, grid.bits(), axis, bias);
+    }
+    auto lin = std::dynamic_pointer_cast<nn::Linear>(m);
+    QSLIM_CHECK(lin != nullptr, "expected a Linear, found ", m->type_name());
+    return std::make_shared<DynamicQuantLinear>(lin->in_features(), lin->out_features(), grid.bits(), axis, bias);
+  } catch (const Error& err) {
+    const std::string msg = err.what();
+    if (msg.rfind(r.where, 0) == 0) throw;
+    QSLIM_FAIL(r.where, ": ", msg);
+  }
+}
 
 // Replaces the float layers named in `layers` by zeroed converted layers of the recorded shapes.
 void rebuild_layers(nn::Module& model, const json& layers, const std::string& where, const std::string& spec) {
@@ -217,9 +266,12 @@ void rebuild_layers(nn::Module& model, const json& layers, const std::string& wh
       QSLIM_CHECK(!specs.empty() && specs.size() == quant.size(), r.where, ": quant records ", quant.dump(),
                   " do not describe the ", point_name, " of a ", source);
       converted = std::make_shared<ConvertedOp>(m, source, point, specs);
+    } else if (type == "DynamicQuantConv2D" || type == "DynamicQuantLinear" || type == "QuantEmbedding") {
+      converted = rebuild_weight_only(m, type, source, e, r);
     } else {
       QSLIM_FAIL(r.where, ": unknown converted type '", type,
-                 "'; allowed: ConvertedConv2D, ConvertedLinear, ConvertedOp");
+                 "'; allowed: ConvertedConv2D, ConvertedLinear, ConvertedOp, DynamicQuantConv2D, DynamicQuantLinear, "
+                 "QuantEmbedding");
     }
     model.replace_submodule(name, converted);
   }
@@ -255,13 +307,15 @@ void check_format(const std::map<std::string, std::string>& meta, const std::str
               "); an FP32 checkpoint loads with nn::load_module into its float model");
 }
 
-nn::ModulePtr rebuild(const std::string& spec, const json& layers, const std::string& where) {
+nn::ModulePtr rebuild(const std::string& spec, const json& layers, const std::string& where,
+                      const ModelBuilder& build) {
   nn::ModulePtr model;
   try {
-    model = models::create_model(spec);
+    model = build ? build(spec) : models::create_model(spec);
   } catch (const Error& e) {
     QSLIM_FAIL(where, ": cannot build model '", spec, "': ", e.what());
   }
+  QSLIM_CHECK(model != nullptr, where, ": the model builder returned no model for '", spec, "'");
   rebuild_layers(*model, layers, where, spec);
   return model;
 }
@@ -270,16 +324,26 @@ nn::ModulePtr rebuild(const std::string& spec, const json& layers, const std::st
 
 void save_converted(const std::string& path, const nn::Module& model, const QuantConfig& config,
                     const std::string& model_spec) {
+  save_converted(path, model, config, model_spec, {}, nullptr);
+}
+
+void save_converted(const std::string& path, const nn::Module& model, const QuantConfig& config,
+                    const std::string& model_spec, const std::map<std::string, std::string>& extra_metadata,
+                    const ModelBuilder& build) {
+  for (const auto& [key, value] : extra_metadata)
+    for (const char* own : {"format", "format_version", "model", "quant_config", "layers"})
+      QSLIM_CHECK(key != own, "save_converted: ", path, ": extra metadata may not set '", key,
+                  "', which the qslim-int8 format writes itself");
   const json layers = layers_json(model);
   // Save only what load_converted can rebuild: the same rebuild must accept this model's state.
-  nn::ModulePtr check = rebuild(model_spec, layers, "save_converted: " + path);
+  nn::ModulePtr check = rebuild(model_spec, layers, "save_converted: " + path, build);
   try {
     check->load_state_dict(model.state_dict(), /*strict=*/true);
   } catch (const Error& e) {
     QSLIM_FAIL("save_converted: ", path, ": model '", model_spec,
                "' rebuilt from the converted layers does not match this model: ", e.what());
   }
-  std::map<std::string, std::string> meta;
+  std::map<std::string, std::string> meta = extra_metadata;
   meta["format"] = kConvertedFormat;
   meta["format_version"] = "1";
   meta["model"] = model_spec;
@@ -294,7 +358,9 @@ std::map<std::string, std::string> converted_metadata(const std::string& path) {
   return loaded.metadata;
 }
 
-nn::ModulePtr load_converted(const std::string& path) {
+nn::ModulePtr load_converted(const std::string& path) { return load_converted(path, nullptr); }
+
+nn::ModulePtr load_converted(const std::string& path, const ModelBuilder& build) {
   nn::LoadedTensors loaded = nn::load_tensors(path);
   const std::string where = "load_converted: " + path;
   check_format(loaded.metadata, where);
@@ -308,7 +374,7 @@ nn::ModulePtr load_converted(const std::string& path) {
     QSLIM_FAIL(where, ": metadata 'layers' is not valid JSON: ", e.what());
   }
   const std::string spec = loaded.metadata.at("model");
-  nn::ModulePtr model = rebuild(spec, layers, where);
+  nn::ModulePtr model = rebuild(spec, layers, where, build);
   try {
     model->load_state_dict(loaded.tensors, /*strict=*/true);
   } catch (const Error& e) {

@@ -115,9 +115,9 @@ KlCut naive_kl(const std::vector<double>& h, int64_t start, int64_t levels) {
     for (int64_t j = i; j < bins; ++j) p[i - 1] += h[j];
     if (p[i - 1] == 0) continue;
     std::vector<double> q(i, 0.0);
-    const int64_t groups = std::min(levels, i), width = i / groups;
+    const int64_t groups = std::min(levels, i);
     for (int64_t g = 0; g < groups; ++g) {
-      const int64_t j0 = g * width, j1 = g == groups - 1 ? i : j0 + width;
+      const int64_t j0 = g * i / groups, j1 = (g + 1) * i / groups;
       double mass = 0;
       int nonempty = 0;
       for (int64_t j = j0; j < j1; ++j) {
@@ -301,6 +301,23 @@ TEST(KLObserver, MatchesNaiveReferenceAndCutsAtTheBulkEdge) {
               ob.threshold(), bulk);
   EXPECT_GT(ob.threshold(), 0.5 * bulk);
   EXPECT_LT(ob.threshold(), 1.5 * bulk);
+}
+
+TEST(KLObserver, ExactZerosDoNotMoveTheCut) {
+  // A post-ReLU tensor: |normal| values plus three times as many exact zeros. The zeros are exact
+  // on every grid, so the cut must be the one of the non-zero values alone (same range, same bins).
+  std::vector<float> pos = normal_data(40000, 13);
+  for (float& v : pos) v = std::fabs(v) + 1e-3f;
+  std::vector<float> relu = pos;
+  relu.insert(relu.end(), 120000, 0.f);
+  KLObserver a, b;
+  a.forward(vec(pos));
+  b.forward(vec(relu));
+  EXPECT_EQ(b.histogram().zeros(), 120000);
+  EXPECT_EQ(a.histogram().zeros(), 0);
+  EXPECT_DOUBLE_EQ(b.histogram().counts()[0], a.histogram().counts()[0] + 120000);
+  EXPECT_DOUBLE_EQ(b.threshold(), a.threshold());
+  EXPECT_GT(b.threshold(), 0.4 * b.histogram().range()) << "zeros dragged the cut towards 0";
 }
 
 TEST(KLObserver, PaddleStartAndFallbacks) {

@@ -9,5 +9,8 @@ void add_eval_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_models_command(CLI::App& app);
 void add_qat_command(CLI::App& app);
+void add_ptq_command(CLI::App& app);
+void add_dynamic_command(CLI::App& app);
+void add_table_command(CLI::App& app);
 
 }  // namespace qslim::tools

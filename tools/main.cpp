@@ -11,6 +11,9 @@ int main(int argc, char** argv) {
   qslim::tools::add_train_command(app);
   qslim::tools::add_eval_command(app);
   qslim::tools::add_qat_command(app);
+  qslim::tools::add_ptq_command(app);
+  qslim::tools::add_dynamic_command(app);
+  qslim::tools::add_table_command(app);
   qslim::tools::add_bench_command(app);
   qslim::tools::add_models_command(app);
   try {

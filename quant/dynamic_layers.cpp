@@ -1,0 +1,165 @@
+#include "quant/dynamic_layers.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "autograd/ops_conv.h"
+#include "autograd/ops_linalg.h"
+#include "core/factory.h"
+#include "quant/fake_quant.h"
+#include "quant/quant_config.h"
+
+namespace qslim::quant {
+
+void check_dynamic_bits(int bits, const std::string& who) {
+  QSLIM_CHECK(bits == 8 || bits == 16, who, ": weight_bits must be 8 or 16 (int8 or int16 weights), got ", bits);
+}
+
+// ---------------------------------------------------------------- DynamicWeightLayer
+
+namespace {
+QuantGrid dynamic_grid(int bits, const std::string& who) {
+  check_dynamic_bits(bits, who);
+  return QuantGrid(bits, GridKind::Narrow);
+}
+}  // namespace
+
+DynamicWeightLayer::DynamicWeightLayer(std::string source_type, const Shape& weight_shape, int bits,
+                                       int64_t weight_axis, bool has_bias)
+    : ConvertedLayer(std::move(source_type)),
+      grid_(dynamic_grid(bits, "Dynamic " + this->source_type())),
+      axis_(weight_axis) {
+  QSLIM_CHECK(weight_axis == 0 || weight_axis == -1, "Dynamic ", this->source_type(),
+              ": weight steps are per output channel (axis 0) or per tensor (-1), got axis ", weight_axis);
+  register_buffer("weight", zeros(weight_shape, grid_.storage_dtype()));
+  register_buffer("weight_scale", ones({weight_axis == 0 ? weight_shape[0] : 1}));
+  if (has_bias) register_buffer("bias", zeros({weight_shape[0]}));
+}
+
+void DynamicWeightLayer::quantize_weight(const Tensor& float_weight) {
+  Tensor q = buffer("weight");
+  QSLIM_CHECK(float_weight.shape() == q.shape(), type_name(), ": weight ", shape_str(float_weight.shape()),
+              " does not match the layer's ", shape_str(q.shape()));
+  QSLIM_CHECK(float_weight.is_floating_point(), type_name(), ": expected a floating weight, got ",
+              dtype_name(float_weight.dtype()));
+  const Tensor w = float_weight.detach().to(DType::F32).contiguous();
+  const float* pw = w.data<float>();
+  const int64_t channels = axis_ == 0 ? q.size(0) : 1;
+  const int64_t per = w.numel() / channels;
+  const double qmax = static_cast<double>(grid_.qmax());
+  std::vector<double> scales(channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    float m = 0;
+    for (int64_t i = c * per; i < (c + 1) * per; ++i) {
+      QSLIM_CHECK(std::isfinite(pw[i]), type_name(), ": weight element ", i, " is ", pw[i],
+                  "; only finite weights can be quantized");
+      m = std::max(m, std::fabs(pw[i]));
+    }
+    scales[c] = static_cast<double>(m) / qmax;  // floored at kScaleFloor by per_channel_params
+  }
+  const QuantParams p = per_channel_params(scales, axis_, grid_);
+  q.copy_(quantize(w, p));
+  buffer("weight_scale").copy_(p.scale);
+}
+
+void DynamicWeightLayer::set_bias(const Tensor& bias) {
+  QSLIM_CHECK(has_bias(), type_name(), ": the layer was built without a bias");
+  QSLIM_CHECK(bias.shape() == buffer("bias").shape(), type_name(), ": bias ", shape_str(bias.shape()), " vs ",
+              shape_str(buffer("bias").shape()));
+  buffer("bias").copy_(bias.detach());
+}
+
+QuantParams DynamicWeightLayer::weight_params() const {
+  QuantParams p;
+  p.scale = buffer("weight_scale").clone();
+  p.zero_point = zeros(p.scale.shape(), DType::I32);
+  p.axis = axis_;
+  p.grid = grid_;
+  return p;
+}
+
+Tensor DynamicWeightLayer::dequantized_weight() const {
+  const Tensor q = buffer("weight"), s = buffer("weight_scale");
+  const void* keys[2] = {q.impl_ptr().get(), s.impl_ptr().get()};
+  const uint64_t versions[2] = {q.version(), s.version()};
+  const bool fresh = cache_.defined() && keys[0] == cache_key_[0] && keys[1] == cache_key_[1] &&
+                     versions[0] == cache_version_[0] && versions[1] == cache_version_[1];
+  if (!fresh) {
+    QuantParams p;
+    p.scale = s;
+    p.axis = axis_;
+    p.grid = grid_;
+    cache_ = dequantize(q, p);
+    for (int i = 0; i < 2; ++i) {
+      cache_key_[i] = keys[i];
+      cache_version_[i] = versions[i];
+    }
+  }
+  return cache_;
+}
+
+std::vector<ConvertedLayer::Record> DynamicWeightLayer::quant_records() const { return {{"weight", weight_params()}}; }
+
+std::string DynamicWeightLayer::extra_repr() const {
+  return source_type() + ", weight=" + grid_.to_string() + (axis_ == 0 ? " per channel" : " per tensor") +
+         ", activations=f32, bias=" + (has_bias() ? "True" : "False");
+}
+
+// ---------------------------------------------------------------- DynamicQuantLinear
+
+DynamicQuantLinear::DynamicQuantLinear(int64_t in_features, int64_t out_features, int bits, int64_t weight_axis,
+                                       bool has_bias)
+    : DynamicWeightLayer("Linear", {out_features, in_features}, bits, weight_axis, has_bias),
+      in_(in_features),
+      out_(out_features) {}
+
+std::shared_ptr<DynamicQuantLinear> DynamicQuantLinear::from_float(const nn::Linear& linear, int bits,
+                                                                   int64_t weight_axis) {
+  auto m = std::make_shared<DynamicQuantLinear>(linear.in_features(), linear.out_features(), bits, weight_axis,
+                                                linear.has_bias());
+  m->quantize_weight(linear.weight());
+  if (linear.has_bias()) m->set_bias(linear.bias());
+  m->train(linear.is_training());
+  return m;
+}
+
+Tensor DynamicQuantLinear::matmul(const Tensor& x) const {
+  return linear(x, dequantized_weight(), bias_or_undefined());
+}
+
+Tensor DynamicQuantLinear::forward(const Tensor& x) {
+  QSLIM_CHECK(x.dim() >= 1 && x.size(-1) == in_, "DynamicQuantLinear: input ", shape_str(x.shape()), " has last dim ",
+              x.dim() >= 1 ? x.size(-1) : 0, " but the layer expects in_features=", in_);
+  return matmul(x);
+}
+
+// ---------------------------------------------------------------- DynamicQuantConv2D
+
+DynamicQuantConv2D::DynamicQuantConv2D(const nn::Conv2D& geometry, const std::string& source_type, int bits,
+                                       int64_t weight_axis, bool has_bias)
+    : DynamicWeightLayer(source_type, geometry.weight().shape(), bits, weight_axis, has_bias),
+      in_(geometry.in_channels()),
+      p_(geometry.conv_params()) {}
+
+std::shared_ptr<DynamicQuantConv2D> DynamicQuantConv2D::from_float(const nn::Conv2D& conv, int bits,
+                                                                   int64_t weight_axis) {
+  auto m =
+      std::make_shared<DynamicQuantConv2D>(conv, QuantConfig::quant_type_of(conv), bits, weight_axis, conv.has_bias());
+  m->quantize_weight(conv.weight());
+  if (conv.has_bias()) m->set_bias(conv.bias());
+  m->train(conv.is_training());
+  return m;
+}
+
+Tensor DynamicQuantConv2D::conv(const Tensor& x) const {
+  return conv2d(x, dequantized_weight(), bias_or_undefined(), p_);
+}
+
+Tensor DynamicQuantConv2D::forward(const Tensor& x) {
+  QSLIM_CHECK(x.dim() == 4 && x.size(1) == in_, "DynamicQuantConv2D: expected input [N, ", in_, ", H, W], got ",
+              shape_str(x.shape()));
+  return conv(x);
+}
+
+}  // namespace qslim::quant

@@ -1,0 +1,95 @@
+// `qslim table` end to end on a miniature table: one model (LeNet, two epochs on a data slice) and
+// two methods; the JSON figures and the markdown must agree, a rerun must resume from the recorded
+// jobs, and bad method/preset names must be rejected with the allowed lists.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "tests/support/cli_runner.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_support.h"
+
+using qslim::testing::run_cli;
+using qslim::testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string two(double v, bool sign = false) {
+  char b[32];
+  std::snprintf(b, sizeof b, sign ? "%+.2f" : "%.2f", v);
+  return b;
+}
+
+// The markdown line of the row whose first two cells are model and label.
+std::string row_line(const std::string& md, const std::string& model, const std::string& label) {
+  std::istringstream in(md);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("| " + model + " | " + label + " |", 0) == 0) return line;
+  return "";
+}
+
+}  // namespace
+
+TEST(CliTable, MiniatureTableJsonAndMarkdownAgreeAndRerunResumes) {
+  const std::string data = qslim::testing::fashion_mnist_dir();
+  ASSERT_FALSE(data.empty()) << "Fashion-MNIST is needed (dataset-fashion-mnist)";
+  TempDir dir("cli_table");
+  const std::string args = "table --models lenet --methods ptq_hist_w8a8,dynamic_int8 --epochs 2 --limit 3000 "
+                           "--batch-nums 2 --threads 2 --data-dir " + data + " --out " + dir.str();
+  auto r = run_cli(args);
+  ASSERT_EQ(r.status, 0) << r.output;
+
+  const nlohmann::json j = nlohmann::json::parse(read(dir.path() / "table.json"));
+  const std::string md = read(dir.path() / "table.md");
+  ASSERT_EQ(j["rows"].size(), 2u) << j.dump(2);
+  for (const auto& row : j["rows"]) {
+    const std::string line = row_line(md, row["model"], row["label"]);
+    ASSERT_FALSE(line.empty()) << "no markdown row for " << row.dump() << "\n" << md;
+    const double fp32 = row["fp32_top1"], int8 = row["int8_top1"];
+    EXPECT_NE(line.find(two(fp32) + " / " + two(row["fp32_top5"].get<double>())), std::string::npos) << line;
+    EXPECT_NE(line.find(two(int8) + " / " + two(row["int8_top5"].get<double>())), std::string::npos) << line;
+    EXPECT_NE(line.find(two(int8 - fp32, true)), std::string::npos) << line;
+    EXPECT_DOUBLE_EQ(row["diff_top1"].get<double>(), int8 - fp32);
+    EXPECT_GT(fp32, 50.0) << "two epochs of LeNet on 3000 images should pass 50%";
+    EXPECT_NE(row["command"].get<std::string>().find("--json"), std::string::npos);
+  }
+  EXPECT_EQ(j["jobs"].size(), 3u);  // FP32 training + two methods
+  EXPECT_TRUE(j.contains("commit") && j.contains("seed") && j.contains("machine"));
+  EXPECT_TRUE(fs::exists(dir.path() / "table.svg"));
+  EXPECT_NE(read(dir.path() / "table.svg").find("<svg"), std::string::npos);
+
+  // A rerun finds every job recorded and runs nothing.
+  auto again = run_cli(args);
+  ASSERT_EQ(again.status, 0) << again.output;
+  size_t skipped = 0;
+  for (size_t p = 0; (p = again.output.find("recorded earlier, skipped", p)) != std::string::npos; ++p) ++skipped;
+  EXPECT_EQ(skipped, 3u) << again.output;
+  EXPECT_EQ(read(dir.path() / "table.md").substr(md.find("### FP32")), md.substr(md.find("### FP32")));
+}
+
+TEST(CliTable, RejectsUnknownMethodAndPreset) {
+  TempDir dir("cli_table_bad");
+  auto r = run_cli("table --models lenet --methods ptq_nope --out " + dir.str());
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("unknown method 'ptq_nope'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ptq_hist_w8a8"), std::string::npos) << r.output;
+  r = run_cli("table --preset huge --out " + dir.str());
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("allowed: quick, full"), std::string::npos) << r.output;
+  r = run_cli("table --models no_such_model --methods qat --out " + dir.str());
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("no_such_model"), std::string::npos) << r.output;
+}

@@ -1,0 +1,166 @@
+// qslim dynamic: weight-only post-training quantization of an FP32 checkpoint (PaddleSlim's
+// quant_post_dynamic): int8 or int16 weights with abs-max steps, FP32 activations, no calibration
+// data. The quantized file is saved, reloaded and evaluated, so the reported accuracy is the file's.
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/parallel.h"
+#include "models/registry.h"
+#include "nn/checkpoint.h"
+#include "quant/dynamic_quant.h"
+#include "quant/quantized_io.h"
+#include "tools/commands.h"
+#include "train/dataset_spec.h"
+#include "train/train_state.h"
+#include "train/trainer.h"
+
+namespace qslim::tools {
+
+namespace {
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+struct DynamicArgs {
+  std::string from, out_dir, model, dataset, data_dir;
+  quant::DynamicOptions options;
+  int threads = 0;
+  int64_t limit = -1;
+  bool json = false;
+};
+
+std::string meta_or(const std::map<std::string, std::string>& m, const char* key, const std::string& fallback) {
+  auto it = m.find(key);
+  return it == m.end() ? fallback : it->second;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+struct EvalData {
+  std::shared_ptr<const data::Dataset> test;
+  std::vector<float> mean, std;
+  std::string dataset, description;
+};
+
+// The test split and normalisation the checkpoint was trained with (as qslim eval does).
+EvalData load_eval_data(const DynamicArgs& a, const std::map<std::string, std::string>& meta) {
+  train::DatasetSpec ds =
+      train::DatasetSpec::parse(a.dataset.empty() ? meta_or(meta, "dataset", "fashion-mnist") : a.dataset);
+  if (ds.kind == "fashion-mnist" && !a.data_dir.empty()) ds.dir = a.data_dir;
+  const bool has_stats = meta.count("mean") && meta.count("std");
+  train::LoadedData data = train::load_dataset(ds, a.limit, /*with_train=*/!has_stats && ds.kind != "fashion-mnist");
+  EvalData e;
+  if (has_stats) {
+    e.mean = train::parse_float_list(meta.at("mean"), a.from + ": metadata 'mean'");
+    e.std = train::parse_float_list(meta.at("std"), a.from + ": metadata 'std'");
+  } else {
+    train::normalization_for(ds, data, e.mean, e.std);
+  }
+  e.test = data.test;
+  e.dataset = ds.str();
+  e.description = data.description;
+  return e;
+}
+
+void run_dynamic(const DynamicArgs& a) {
+  set_num_threads(a.threads);
+  a.options.validate();
+  QSLIM_CHECK(fs::exists(a.from), "dynamic: checkpoint ", a.from, " does not exist");
+  const std::string label = "INT" + std::to_string(a.options.weight_bits);
+
+  // Quantize and write the files first: a checkpoint that cannot be quantized fails before data loading.
+  const quant::DynamicFiles files = quant::quant_post_dynamic(a.from, a.out_dir, a.options, a.model);
+  auto loaded = nn::load_tensors(a.from);
+  nn::ModulePtr fp32_model = models::create_model(files.model_spec);
+  fp32_model->load_state_dict(loaded.tensors, /*strict=*/true);
+  const EvalData data = load_eval_data(a, loaded.metadata);
+
+  std::vector<std::string> names;
+  for (const quant::DynamicLayer& l : files.layers) names.push_back(l.name);
+  std::printf("dynamic quantization of %s (%s): %s %s weights, FP32 activations; %s, %lld test images\n",
+              files.model_spec.c_str(), a.from.c_str(), label.c_str(), a.options.weight_quantize_type.c_str(),
+              data.description.c_str(), static_cast<long long>(data.test->size()));
+  std::printf("quantizing %s\n", join(names).c_str());
+  std::fflush(stdout);
+
+  const train::EvalResult fp32 = train::evaluate(*fp32_model, data.test, data.mean, data.std);
+  nn::ModulePtr reloaded = quant::load_converted(files.quantized);
+  const train::EvalResult q = train::evaluate(*reloaded, data.test, data.mean, data.std);
+  train::EvalResult test_model;
+  if (!files.test_model.empty()) {
+    nn::ModulePtr m = models::create_model(files.model_spec);
+    nn::load_module(files.test_model, *m, /*strict=*/true);
+    test_model = train::evaluate(*m, data.test, data.mean, data.std);
+  }
+
+  const auto fp32_bytes = static_cast<int64_t>(fs::file_size(a.from));
+  const auto q_bytes = static_cast<int64_t>(fs::file_size(files.quantized));
+  const double ratio = static_cast<double>(q_bytes) / static_cast<double>(fp32_bytes);
+  const double diff = q.top1 - fp32.top1;
+  if (a.json) {
+    json j = {{"model", files.model_spec},
+              {"dataset", data.dataset},
+              {"checkpoint", a.from},
+              {"weight_bits", a.options.weight_bits},
+              {"weight_quantize_type", a.options.weight_quantize_type},
+              {"layers", names},
+              {"test_samples", q.samples},
+              {"fp32_top1", fp32.top1},
+              {"fp32_top5", fp32.top5},
+              {"quant_top1", q.top1},
+              {"quant_top5", q.top5},
+              {"diff_top1", diff},
+              {"fp32_bytes", fp32_bytes},
+              {"quant_bytes", q_bytes},
+              {"size_ratio", ratio},
+              {"quant_model", files.quantized}};
+    if (!files.test_model.empty()) {
+      j["test_model"] = files.test_model;
+      j["test_model_top1"] = test_model.top1;
+    }
+    std::printf("%s\n", j.dump().c_str());
+  }
+  std::printf("FP32 top-1 %.2f%%\n", fp32.top1);
+  std::printf("%s top-1 %.2f%%  (diff vs FP32 %+.2f)\n", label.c_str(), q.top1, diff);
+  if (!files.test_model.empty())
+    std::printf("test model (dequantized FP32 weights) top-1 %.2f%%, %s\n", test_model.top1, files.test_model.c_str());
+  std::printf("size: FP32 %lld bytes -> %s %lld bytes (%.3fx), %s\n", static_cast<long long>(fp32_bytes), label.c_str(),
+              static_cast<long long>(q_bytes), ratio, files.quantized.c_str());
+}
+}  // namespace
+
+void add_dynamic_command(CLI::App& app) {
+  auto a = std::make_shared<DynamicArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "dynamic", "Weight-only quantization of an FP32 checkpoint (int8/int16 weights, FP32 activations)");
+  cmd->footer(
+      "Writes DIR/model_int8.safetensors or DIR/model_int16.safetensors (qslim eval runs it) and, with "
+      "--generate-test-model, DIR/model_test_fp32.safetensors holding the dequantized weights.");
+  cmd->add_option("--from", a->from, "FP32 model.safetensors written by qslim train")->required();
+  cmd->add_option("--out", a->out_dir, "Output directory")->required();
+  cmd->add_option("--weight-bits", a->options.weight_bits, "8 or 16")->capture_default_str();
+  cmd->add_option("--weight-quantize-type", a->options.weight_quantize_type, "channel_wise_abs_max | abs_max")
+      ->capture_default_str();
+  cmd->add_option("--quantizable-op-type", a->options.quantizable_op_type,
+                  "Layer types to quantize: Conv2D, DepthwiseConv2D, Linear or PaddleSlim's conv2d, "
+                  "depthwise_conv2d, mul, matmul, matmul_v2")
+      ->capture_default_str();
+  cmd->add_option("--not-quant-pattern", a->options.not_quant_pattern,
+                  "Skip layers whose dotted name contains one of these")
+      ->capture_default_str();
+  cmd->add_flag("--generate-test-model", a->options.generate_test_model,
+                "Also write an FP32 checkpoint of the dequantized weights");
+  cmd->add_option("--model", a->model, "Model spec (default: the one recorded in the checkpoint)");
+  cmd->add_option("--dataset", a->dataset, "Dataset spec (default: the one recorded in the checkpoint)");
+  cmd->add_option("--data-dir", a->data_dir, "Fashion-MNIST directory");
+  cmd->add_option("--threads", a->threads, "Threads (default: QSLIM_NUM_THREADS or all cores)");
+  cmd->add_option("--limit", a->limit, "Evaluate only the first N test images");
+  cmd->add_flag("--json", a->json, "Also print the figures as one JSON line");
+  cmd->callback([a] { run_dynamic(*a); });
+}
+
+}  // namespace qslim::tools
