@@ -397,3 +397,114 @@ TEST(Int8Conv, RejectsMismatchedArguments) {
   EXPECT_THROW(int8_depthwise_u8(l.x.data(), gd2, dw, Int8Output{}, y.data()), Error);
   EXPECT_THROW(pack_int8_depthwise_weights(l.w.data(), 4, 3, 3, nullptr, cs.zin, l.mult.data(), 2), Error);
 }
+
+// The VNNI conv paths picked by shape (indirect GEMM on the padded input, kernel rows padded to 4
+// bytes for odd kw * c, the 3-tap 16 -> 16 channel kernel, the pixel-lane kernel for <= 8 output
+// channels with pixels <= 4 bytes apart and K groups straddling kernel rows, the depthwise row
+// builders and unit blocks) on the model shapes that select them, plus widths that leave partial
+// 16- and 32-pixel blocks, every output stage (float outputs of pixel-lane shapes take the patch
+// path) and every ISA.
+TEST(Int8Conv, ShapeSpecificPathsMatchTheReference) {
+  std::mt19937 rng(21);
+  const std::vector<Case> conv_cases = {
+      {2, 12, 28, 1, 16, 3, 1, 1, 1, 37},   // resnet/mobilenet stem: runs of 3 bytes padded to 4
+      {2, 28, 28, 1, 6, 5, 1, 2, 1, 128},   // LeNet conv1: pixel lanes, groups straddle rows
+      {2, 14, 14, 6, 16, 5, 1, 0, 1, 0},    // LeNet conv2: runs of 30 bytes padded to 32
+      {2, 9, 37, 16, 16, 3, 1, 1, 1, 20},   // stage-1 conv: indirect, rows across output rows
+      {2, 10, 10, 16, 32, 3, 2, 1, 1, 5},   // stride-2 conv
+      {2, 10, 10, 16, 32, 1, 2, 0, 1, 77},  // stride-2 1x1 shortcut: x read in place
+      {1, 7, 7, 64, 80, 3, 1, 1, 1, 3},     // two column panels
+      {2, 11, 50, 2, 5, 3, 2, 1, 1, 9},     // pixel lanes, 4 bytes apart, 2 blocks per row
+      {2, 6, 19, 4, 8, 3, 1, 1, 1, 200},    // pixel lanes, 8 channels
+      {1, 5, 33, 3, 1, 3, 1, 0, 1, 255},    // pixel lanes, 1 channel, runs of 9 bytes
+      {1, 6, 9, 3, 7, 2, 1, 1, 1, 1},       // even kernel, pixel lanes, runs of 6 bytes
+      {1, 6, 9, 3, 9, 2, 1, 1, 1, 1},       // 9 channels: GEMM, runs of 6 bytes padded to 8
+      {2, 5, 21, 1, 3, 1, 2, 0, 1, 4},      // 1x1 stride 2, one channel: pixel lanes, one run
+  };
+  for (const Case& cs : conv_cases) {
+    const Int8ConvGeometry g = geometry(cs, false);
+    const Layer l = make_layer(g, false, rng);
+    const auto acc = reference_acc(l, g, cs.zin, false);
+    for (Int8Isa isa : isas()) {
+      const PackedInt8Weights pw =
+          pack_int8_conv_weights(l.w.data(), g, l.bias.data(), cs.zin, l.mult.data(), g.out_c, isa);
+      for (const Int8Output& o : u8_outputs()) {
+        std::vector<uint8_t> y(acc.size(), 7);
+        int8_conv2d_u8(l.x.data(), g, cs.zin, pw, o, y.data());
+        ASSERT_TRUE(same(y, reference_u8(acc, l.mult, o))) << describe(cs) << " isa " << int8_isa_name(isa);
+      }
+      Int8Output of;
+      of.fmin = -2.0f;
+      of.fmax = 3.0f;
+      std::vector<float> yf(acc.size());
+      int8_conv2d_f32(l.x.data(), g, cs.zin, pw, of, yf.data());
+      ASSERT_TRUE(same(yf, reference_f32(acc, l.mult, of))) << describe(cs) << " isa " << int8_isa_name(isa);
+    }
+  }
+  for (const Case& cs : {Case{2, 9, 37, 16, 16, 3, 1, 1, 1, 20}, Case{2, 9, 10, 16, 16, 3, 2, 1, 1, 0},
+                         Case{1, 7, 7, 48, 48, 3, 1, 1, 1, 128}, Case{1, 8, 11, 16, 16, 5, 1, 2, 1, 3},
+                         Case{2, 6, 9, 72, 72, 3, 1, 1, 1, 3}, Case{1, 6, 9, 40, 40, 3, 2, 1, 1, 250},
+                         Case{1, 9, 8, 40, 40, 5, 1, 2, 1, 66}, Case{1, 4, 5, 200, 200, 1, 1, 0, 1, 17}}) {
+    const Int8ConvGeometry g = geometry(cs, true);
+    const Layer l = make_layer(g, true, rng);
+    const auto acc = reference_acc(l, g, cs.zin, true);
+    for (Int8Isa isa : {Int8Isa::Scalar, Int8Isa::Avx512Vnni}) {
+      if (!int8_isa_supported(isa)) continue;
+      const auto pw = pack_int8_depthwise_weights(l.w.data(), cs.c, cs.k, cs.k, l.bias.data(), cs.zin, l.mult.data(),
+                                                  cs.c, isa);
+      for (const Int8Output& o : u8_outputs()) {
+        std::vector<uint8_t> y(acc.size(), 7);
+        int8_depthwise_u8(l.x.data(), g, pw, o, y.data());
+        ASSERT_TRUE(same(y, reference_u8(acc, l.mult, o))) << "depthwise " << describe(cs) << " " << int8_isa_name(isa);
+      }
+    }
+  }
+}
+
+// Batches too small to give every thread whole images split the output rows of each image.
+TEST(Int8Conv, SmallBatchesSplitRowsAcrossThreads) {
+  std::mt19937 rng(22);
+  const int saved = num_threads();
+  for (const Case& cs : {Case{1, 40, 40, 16, 32, 3, 1, 1, 1, 20}, Case{2, 56, 56, 1, 6, 5, 1, 2, 1, 7},
+                         Case{1, 41, 39, 6, 16, 5, 2, 0, 1, 99}}) {
+    const Int8ConvGeometry g = geometry(cs, false);
+    const Layer l = make_layer(g, false, rng);
+    const auto pw = pack_int8_conv_weights(l.w.data(), g, l.bias.data(), cs.zin, l.mult.data(), g.out_c);
+    Int8Output o;
+    o.zero_point = 40;
+    const auto want = reference_u8(reference_acc(l, g, cs.zin, false), l.mult, o);
+    for (int threads : {1, 2, 3, 4}) {
+      set_num_threads(threads);
+      std::vector<uint8_t> y(want.size(), 1);
+      int8_conv2d_u8(l.x.data(), g, cs.zin, pw, o, y.data());
+      EXPECT_TRUE(same(y, want)) << describe(cs) << " threads " << threads;
+    }
+  }
+  set_num_threads(saved);
+}
+
+// Weights packed for one geometry are refused for a geometry with another patch layout.
+TEST(Int8Conv, PaddedRunWeightsNeedTheirGeometry) {
+  if (!int8_isa_supported(Int8Isa::Avx512Vnni)) GTEST_SKIP() << "no AVX512-VNNI";
+  std::mt19937 rng(23);
+  const Case cs{1, 9, 9, 1, 16, 3, 1, 1, 1, 10};
+  const Int8ConvGeometry g = geometry(cs, false);
+  const Layer l = make_layer(g, false, rng);
+  const auto pw = pack_int8_conv_weights(l.w.data(), g, l.bias.data(), cs.zin, l.mult.data(), g.out_c,
+                                         Int8Isa::Avx512Vnni);
+  std::vector<uint8_t> y(2000);
+  Int8ConvGeometry gd = g;
+  gd.dilation_w = 2;
+  try {
+    int8_conv2d_u8(l.x.data(), gd, cs.zin, pw, Int8Output{}, y.data());
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dilation 1x2"), std::string::npos) << e.what();
+  }
+  Int8ConvGeometry gk = g;  // 1x9 kernel: same K, different runs
+  gk.kernel_h = 1;
+  gk.kernel_w = 9;
+  gk.pad_h = 0;
+  gk.pad_w = 4;
+  EXPECT_THROW(int8_conv2d_u8(l.x.data(), gk, cs.zin, pw, Int8Output{}, y.data()), Error);
+}

@@ -32,6 +32,7 @@ struct TableArgs {
   int64_t limit = -1;
   uint64_t seed = 1;
   bool report_only = false;
+  std::vector<std::string> checkpoints;  // MODEL=PATH
   std::vector<std::string> raw_args;
 };
 
@@ -100,6 +101,17 @@ void run_table(const TableArgs& a) {
     for (const std::string& name : split(a.models)) models.push_back(table_model(preset, name, o.recipes_dir));
   }
   QSLIM_CHECK(!models.empty(), "table: no models given");
+  for (const std::string& c : a.checkpoints) {
+    const size_t eq = c.find('=');
+    QSLIM_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < c.size(), "table: --checkpoint takes MODEL=PATH, got '",
+                c, "'");
+    const std::string name = c.substr(0, eq), path = c.substr(eq + 1);
+    QSLIM_CHECK(fs::exists(path), "table: --checkpoint ", name, "=", path, ": no such file");
+    bool found = false;
+    for (TableModel& m : models)
+      if (m.name == name) m.checkpoint = path, found = true;
+    QSLIM_CHECK(found, "table: --checkpoint names model '", name, "', which is not in the table");
+  }
   const std::vector<std::string> methods = expand_methods(a.methods.empty() ? preset.methods : a.methods);
   std::vector<std::string> model_names;
   for (const TableModel& m : models) model_names.push_back(m.name);
@@ -182,6 +194,8 @@ void add_table_command(CLI::App& app) {
   cmd->add_option("--qat-epochs", a->qat_epochs, "Override every QAT recipe's epochs");
   cmd->add_option("--batch-nums", a->batch_nums, "PTQ calibration batches");
   cmd->add_option("--seed", a->seed, "Seed of training and fine-tuning");
+  cmd->add_option("--checkpoint", a->checkpoints,
+                  "MODEL=PATH: use this FP32 checkpoint instead of training MODEL (repeatable)");
   cmd->add_flag("--report-only", a->report_only, "Only render the tables from OUT/results.json");
   cmd->callback([a, cmd] {
     a->raw_args.clear();

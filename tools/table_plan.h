@@ -10,6 +10,7 @@ struct TableModel {
   std::string name;                      // zoo spec, e.g. "resnet20" or "mobilenet_v2:width=0.5"
   std::string recipe;                    // training recipe file name under recipes/
   std::vector<std::string> train_flags;  // preset overrides, e.g. {"--epochs", "3"}
+  std::string checkpoint;  // an existing FP32 checkpoint to use instead of training (evaluated once)
 };
 
 struct TableMethod {

@@ -79,7 +79,10 @@ std::string table_markdown(const std::vector<TableRow>& rows, const json& result
     if (!jobs.contains(id) || jobs[id].value("status", -1) != 0) continue;
     const json& f = jobs[id].at("figures");
     md += "| " + model + " | " + fmt("%.2f", number(f, "top1", id)) + " | " + fmt("%.2f", number(f, "top5", id)) +
-          " | " + std::to_string(f.value("epochs", 0)) + " | " + seconds_text(jobs[id].value("seconds", 0.0)) + " |\n";
+          " | " +
+          (f.contains("epochs") ? std::to_string(f.value("epochs", 0)) + " | " + seconds_text(jobs[id].value("seconds", 0.0))
+                                : "given checkpoint | -") +
+          " |\n";
   }
   for (const auto& [family, title] : table_families()) {
     bool any = false;

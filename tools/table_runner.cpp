@@ -124,11 +124,19 @@ TableRunner::TableRunner(TableOptions options, std::vector<TableModel> models, s
 }
 
 std::string TableRunner::checkpoint_of(const TableModel& m) const {
+  if (!m.checkpoint.empty()) return m.checkpoint;
   return (fs::path(o_.out_dir) / "fp32" / safe_name(m.name) / "model.safetensors").string();
 }
 
 TableJob TableRunner::fp32_job(const TableModel& m) const {
   TableJob j{"fp32/" + m.name, m.name, "fp32", {}};
+  if (!m.checkpoint.empty()) {
+    j.argv = {"eval", "--checkpoint", m.checkpoint, "--json"};
+    if (o_.limit > 0) j.argv.insert(j.argv.end(), {"--limit", std::to_string(o_.limit)});
+    if (o_.threads > 0) j.argv.insert(j.argv.end(), {"--threads", std::to_string(o_.threads)});
+    if (!o_.data_dir.empty()) j.argv.insert(j.argv.end(), {"--data-dir", o_.data_dir});
+    return j;
+  }
   j.argv = {"train", "--recipe", (fs::path(o_.recipes_dir) / m.recipe).string()};
   for (size_t i = 0; i < m.train_flags.size(); ++i) {
     if (o_.epochs > 0 && m.train_flags[i] == "--epochs") {

@@ -1,17 +1,26 @@
-// INT8 groups == 1 convolution, NHWC (int8_conv.h): patches of a block of output pixels are built
-// in per-thread scratch ([pixel][kh][kw][c] rows, the packed weights' K order) and multiplied by
-// the packed weights with the INT8 GEMM, which requantizes in its output pass. Padding bytes hold
-// the input zero point, so they contribute (z - z) * w = 0 as in the float conv.
-// Threading: blocks of output pixels on the kernels' pool with single-threaded GEMMs (the GEMM
-// runs inline inside a task), or, for 1x1 stride-1 unpadded convs, one GEMM on x itself that
-// threads on its own.
+// INT8 groups == 1 convolution, NHWC (int8_conv.h). Paths, by ISA and shape:
+//  - 1x1 stride-1 unpadded: one GEMM on x itself (it already is the patch matrix).
+//  - AVX512-VNNI with dilation 1 along the width: no patch copies. An image's input rows, padded
+//    with the input zero point into per-thread scratch when the conv pads, are the GEMM's A
+//    through an IndirectA view (int8_gemm_kernels.h) with one K segment per kernel row (its
+//    kernel_w * in_c bytes are contiguous in NHWC; runs of other lengths than multiples of 4 are
+//    packed padded with zero weights). Two shape-specific kernels read the same view: 3-tap rows
+//    over 16 -> 16 channels (ResNet's first stage) and the pixel-lane kernel for <= 8 output
+//    channels (LeNet's first conv), see int8_gemm_vnni.cpp and int8_gemm_pixel_lanes.cpp.
+//  - otherwise: patches of a block of output pixels are built in per-thread scratch ([pixel][kh]
+//    [kw][c] rows, the packed weights' K order) and multiplied by the GEMM.
+// Padding bytes hold the input zero point, so they contribute (z - z) * w = 0 as in the float
+// conv. Threading: tasks of whole images (or blocks of output rows when the batch is smaller than
+// a few per thread) with single-threaded kernels inside, or the pointwise GEMM's own threading.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <type_traits>
 #include <vector>
 
 #include "core/cpu/int8_checks.h"
 #include "core/cpu/int8_conv.h"
+#include "core/cpu/int8_gemm_kernels.h"
 #include "core/cpu/int8_requant.h"
 #include "core/cpu/thread_pool.h"
 #include "core/error.h"
@@ -21,6 +30,7 @@ namespace {
 
 constexpr int64_t kBlockBytes = int64_t{96} << 10;  // patch rows per block: ~L2-resident
 constexpr int64_t kParallelMacs = int64_t{1} << 22;
+constexpr int64_t kMaxKernelH = 64;
 
 // memcpy / memset for the short runs of a patch row, without a library call per run. They store
 // whole 64-byte vectors (masked stores are slow on some CPUs): up to 63 bytes past the run, which
@@ -71,7 +81,7 @@ struct PatchBuilder {
   void build_impl(int64_t m0, int64_t m1, uint8_t* dst) const {
     const int64_t run = KW * C;
     int64_t n = m0 / (OH * OW), oh = m0 % (OH * OW) / OW, ow = m0 % OW;
-    const uint8_t* rows[64];  // per kernel row: the input row, or null in the padding
+    const uint8_t* rows[kMaxKernelH];  // per kernel row: the input row, or null in the padding
     bool all_rows = true;
     auto set_rows = [&] {
       all_rows = true;
@@ -140,6 +150,99 @@ void gemm_out(int64_t m, const uint8_t* a, int64_t lda, const PackedInt8Weights&
   }
 }
 
+bool is_pointwise(const Int8ConvGeometry& g) {
+  return g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
+}
+
+// Convs that read their patches through an IndirectA view (below) instead of patch copies.
+bool uses_indirect_path(Int8Isa isa, const Int8ConvGeometry& g) {
+  return isa == Int8Isa::Avx512Vnni && g.dilation_w == 1 && !is_pointwise(g);
+}
+
+// Convs the pixel-lane kernel can take (with a uint8 output): few output channels, input pixels
+// at most 4 bytes apart.
+bool pixel_lanes_shape(Int8Isa isa, const Int8ConvGeometry& g) {
+  return uses_indirect_path(isa, g) && g.out_c <= 8 && g.stride_w * g.in_c <= 4 &&
+         int8_detail::pixel_lanes_supported();
+}
+
+// Stride/padding/dilation-general conv on the VNNI path without patch copies: an image's input
+// rows (padded with the zero point into per-thread scratch when the conv pads) are the GEMM's A
+// through an IndirectA view, one K segment per kernel row (kernel_w * in_c contiguous bytes).
+// Tasks are (image, block of output rows); small convs run on the calling thread.
+template <typename OutT>
+void conv_indirect(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point, const PackedInt8Weights& w,
+                   const Int8Output& out, OutT* y, bool pixel_lanes) {
+  using int8_detail::IndirectA;
+  const int64_t C = g.in_c, H = g.in_h, W = g.in_w, OH = g.out_h(), OW = g.out_w(), N = g.out_c;
+  const int64_t KH = g.kernel_h, PH = g.pad_h, PW = g.pad_w;
+  // Padded runs read up to 3 bytes past a pixel's run and the pixel-lane kernel up to 256 + K
+  // bytes past the last one: they always read the scratch copy.
+  const bool padded = PH > 0 || PW > 0 || w.conv_run_bytes > 0 || pixel_lanes;
+  const int64_t slack = pixel_lanes ? 256 + w.k : kSlack;
+  const int64_t Wp = W + 2 * PW;
+  const int64_t prow = Wp * C;  // bytes per (padded) input row
+  std::array<int64_t, kMaxKernelH> seg_off;
+  for (int64_t i = 0; i < KH; ++i) seg_off[i] = i * g.dilation_h * prow;
+  const auto kind = std::is_same_v<OutT, uint8_t> ? int8_detail::OutKind::U8 : int8_detail::OutKind::F32;
+  const int8_detail::OutputStage stage = int8_detail::make_output_stage(kind, w, out, y, N);
+  const uint8_t z = static_cast<uint8_t>(in_zero_point);
+
+  const int64_t threads = pool_threads();
+  const int64_t macs = g.batch * OH * OW * g.gemm_k() * N;
+  const bool parallel = threads > 1 && macs >= kParallelMacs && !in_parallel();
+  // Whole images per task when the batch keeps every thread busy, else blocks of output rows.
+  const int64_t chunks = parallel && g.batch < 3 * threads ? std::min(OH, (3 * threads + g.batch - 1) / g.batch) : 1;
+
+  auto task = [&](int64_t t) {
+    const int64_t n = t / chunks, c = t % chunks;
+    const int64_t oh0 = OH * c / chunks, oh1 = OH * (c + 1) / chunks;
+    if (oh0 == oh1) return;
+    IndirectA a;
+    a.row_len = OW;
+    a.row_step = g.stride_h * prow;
+    a.col_step = g.stride_w * C;
+    a.seg_off = seg_off.data();
+    a.segments = KH;
+    const int64_t r0 = oh0 * g.stride_h;  // first (padded) input row read
+    if (padded) {
+      const int64_t r1 = (oh1 - 1) * g.stride_h + (KH - 1) * g.dilation_h + 1;
+      thread_local std::vector<uint8_t> buf;
+      const size_t need = static_cast<size_t>((r1 - r0) * prow + slack);
+      if (buf.size() < need) buf.resize(need);
+      uint8_t* d = buf.data();
+      for (int64_t r = r0; r < r1; ++r, d += prow) {
+        const int64_t ih = r - PH;
+        if (ih < 0 || ih >= H) {
+          std::memset(d, z, static_cast<size_t>(prow));
+          continue;
+        }
+        std::memset(d, z, static_cast<size_t>(PW * C));
+        std::memcpy(d + PW * C, x + (n * H + ih) * W * C, static_cast<size_t>(W * C));
+        std::memset(d + (PW + W) * C, z, static_cast<size_t>(PW * C));
+      }
+      a.base = buf.data();
+    } else {
+      a.base = x + (n * H + r0) * W * C;
+    }
+    int8_detail::OutputStage s = stage;
+    s.c = y + ((n * OH + oh0) * OW) * N;
+    if (pixel_lanes) {
+      int8_detail::conv_rows_pixel_lanes(a, oh1 - oh0, w, s);
+    } else if (int8_detail::conv_3x16_applies(w, a, g.kernel_w, C)) {
+      int8_detail::conv_rows_3x16_vnni(a, oh1 - oh0, w, s);
+    } else {
+      int8_detail::gemm_indirect_vnni(a, w, s, 0, (oh1 - oh0) * OW, 0, N);
+    }
+  };
+  const int64_t ntasks = g.batch * chunks;
+  if (parallel) {
+    run_tasks(ntasks, task);
+  } else {
+    for (int64_t t = 0; t < ntasks; ++t) task(t);
+  }
+}
+
 template <typename OutT>
 void conv_any(const char* op, const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point,
               const PackedInt8Weights& w, const Int8Output& out, OutT* y) {
@@ -147,23 +250,40 @@ void conv_any(const char* op, const uint8_t* x, const Int8ConvGeometry& g, int32
   if constexpr (std::is_same_v<OutT, uint8_t>) int8_checks::u8_output(op, out);
   QSLIM_CHECK(in_zero_point >= 0 && in_zero_point <= 255, op, ": input zero point ", in_zero_point,
               " is outside the uint8 range [0, 255]");
-  QSLIM_CHECK(w.n == g.out_c && w.k == g.gemm_k(), op, ": packed weights are ", w.n, " x ", w.k, " but input [",
-              g.batch, ", ", g.in_h, ", ", g.in_w, ", ", g.in_c, "] with kernel ", g.kernel_h, "x", g.kernel_w,
-              " -> ", g.out_c, " channels needs ", g.out_c, " x ", g.gemm_k());
+  const int64_t run = w.conv_run_bytes, packed_run = int8_detail::round_up(run, 4);
+  const int64_t logical_k = run > 0 && w.k % packed_run == 0 ? w.k / packed_run * run : w.k;
+  QSLIM_CHECK(w.n == g.out_c && logical_k == g.gemm_k() && (run == 0 || run == g.kernel_w * g.in_c), op,
+              ": packed weights are ", w.n, " x ", logical_k, " but input [", g.batch, ", ", g.in_h, ", ", g.in_w,
+              ", ", g.in_c, "] with kernel ", g.kernel_h, "x", g.kernel_w, " -> ", g.out_c, " channels needs ",
+              g.out_c, " x ", g.gemm_k());
+  QSLIM_CHECK(run == 0 || uses_indirect_path(w.isa, g), op, ": weights were packed for a ", g.kernel_h, "x",
+              g.kernel_w, " conv with dilation 1 along the width (pack_int8_conv_weights), but got stride ",
+              g.stride_h, "x", g.stride_w, ", padding ", g.pad_h, "x", g.pad_w, ", dilation ", g.dilation_h, "x",
+              g.dilation_w);
   QSLIM_CHECK(w.a_zero_point == in_zero_point, op, ": weights were packed for input zero point ", w.a_zero_point,
               " but the input's is ", in_zero_point);
   const int64_t OH = g.out_h(), OW = g.out_w(), K = g.gemm_k(), N = g.out_c;
   const int64_t M = g.batch * OH * OW;
   if (M == 0) return;
-  const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 &&
-                         g.pad_w == 0;
-  if (pointwise) {
+  QSLIM_CHECK(g.kernel_h <= kMaxKernelH, op, ": kernel height ", g.kernel_h, " is larger than the supported ",
+              kMaxKernelH);
+  if (is_pointwise(g)) {
     gemm_out(M, x, K, w, out, y, N);
+    return;
+  }
+  // The GEMM reads runs in groups of 4 bytes (padded or multiples of 4; one run may end in a
+  // partial group); the pixel-lane kernel (few output channels: 16 output pixels per vector
+  // instead of 16 mostly idle channels) takes groups that straddle two runs of >= 3 bytes. Weights
+  // packed for another geometry with the same K may fit neither: they take the patch path.
+  const int64_t kw_c = g.kernel_w * g.in_c;
+  const bool gemm_runs = run > 0 || kw_c % 4 == 0 || g.kernel_h == 1;
+  const bool pixel_lanes = std::is_same_v<OutT, uint8_t> && pixel_lanes_shape(w.isa, g) && (gemm_runs || kw_c >= 3);
+  if (uses_indirect_path(w.isa, g) && (gemm_runs || pixel_lanes)) {
+    conv_indirect(x, g, in_zero_point, w, out, y, pixel_lanes);
     return;
   }
   const int64_t rows = std::clamp<int64_t>(kBlockBytes / K, 16, 512) / 16 * 16;
   const int64_t nblocks = (M + rows - 1) / rows;
-  QSLIM_CHECK(g.kernel_h <= 64, op, ": kernel height ", g.kernel_h, " is larger than the supported 64");
   const PatchBuilder pb{x,          g.in_h,       g.in_w,       g.in_c,  g.kernel_h, g.kernel_w, g.stride_h,
                         g.stride_w, g.pad_h,      g.pad_w,      g.dilation_h, g.dilation_w, OH, OW, K,
                         static_cast<uint8_t>(in_zero_point)};
@@ -192,13 +312,22 @@ PackedInt8Weights pack_int8_conv_weights(const int8_t* w_oihw, const Int8ConvGeo
   QSLIM_CHECK(g.in_c > 0 && g.out_c > 0 && g.kernel_h > 0 && g.kernel_w > 0, op, ": weight [", g.out_c, ", ",
               g.in_c, ", ", g.kernel_h, ", ", g.kernel_w, "]: expected positive sizes");
   QSLIM_CHECK(w_oihw != nullptr, op, ": weights must be given");
-  const int64_t C = g.in_c, KH = g.kernel_h, KW = g.kernel_w, K = g.gemm_k();
-  std::vector<int8_t> rows(static_cast<size_t>(g.out_c * K));
+  const int64_t C = g.in_c, KH = g.kernel_h, KW = g.kernel_w;
+  // The VNNI GEMM reads each kernel row's run of kw * c input bytes in groups of 4: runs of other
+  // lengths are padded with zero weights (the extra input bytes read are multiplied by 0), except
+  // for the pixel-lane kernel, whose groups may straddle two runs of >= 3 bytes (fewer groups).
+  const bool pad_runs =
+      uses_indirect_path(isa, g) && (KW * C) % 4 != 0 && !(pixel_lanes_shape(isa, g) && KW * C >= 3);
+  const int64_t run = pad_runs ? int8_detail::round_up(KW * C, 4) : KW * C, K = KH * run;
+  std::vector<int8_t> rows(static_cast<size_t>(g.out_c * K), 0);
   for (int64_t o = 0; o < g.out_c; ++o)
     for (int64_t c = 0; c < C; ++c)
       for (int64_t i = 0; i < KH; ++i)
-        for (int64_t j = 0; j < KW; ++j) rows[o * K + (i * KW + j) * C + c] = w_oihw[((o * C + c) * KH + i) * KW + j];
-  return pack_int8_weights(rows.data(), g.out_c, K, K, bias_q, in_zero_point, multiplier, multiplier_count, isa);
+        for (int64_t j = 0; j < KW; ++j) rows[o * K + i * run + j * C + c] = w_oihw[((o * C + c) * KH + i) * KW + j];
+  PackedInt8Weights p =
+      pack_int8_weights(rows.data(), g.out_c, K, K, bias_q, in_zero_point, multiplier, multiplier_count, isa);
+  if (pad_runs) p.conv_run_bytes = KW * C;
+  return p;
 }
 
 void int8_conv2d_u8(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point, const PackedInt8Weights& w,

@@ -20,14 +20,17 @@ struct Int8ConvGeometry {
 
 // Weights of a groups == 1 conv, given as OIHW int8 [out_c, in_c, kh, kw] (the converted layer's
 // layout), reordered to the NHWC patch order (kh, kw, c) and packed. Padding reads the input zero
-// point, so packed_bias needs no border correction.
+// point, so packed_bias needs no border correction. For the VNNI path each kernel row's run of
+// kw * c values may be padded to a multiple of 4 (PackedInt8Weights::conv_run_bytes): such weights
+// serve convs with the same kernel, in_c and dilation-1 width only (others are refused).
 PackedInt8Weights pack_int8_conv_weights(const int8_t* w_oihw, const Int8ConvGeometry& g, const int32_t* bias_q,
                                          int32_t in_zero_point, const float* multiplier, int64_t multiplier_count,
                                          Int8Isa isa = best_int8_isa());
 
 // groups == 1 conv: x NHWC uint8 [batch, in_h, in_w, in_c] -> y NHWC [batch, out_h, out_w, out_c].
-// 1x1 stride-1 unpadded convs use x directly as the GEMM's A; others build patches in per-thread
-// scratch (row blocks, never the whole im2col matrix).
+// 1x1 stride-1 unpadded convs use x directly as the GEMM's A; on AVX512-VNNI other convs with
+// dilation 1 along the width read their patches from x (or a zero-point-padded copy of its rows)
+// without copies; the rest build patches in per-thread scratch (never the whole im2col matrix).
 void int8_conv2d_u8(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point, const PackedInt8Weights& w,
                     const Int8Output& out, uint8_t* y);
 void int8_conv2d_f32(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point, const PackedInt8Weights& w,

@@ -4,8 +4,11 @@
 // 16-channel unit takes 4 horizontal taps of one channel at once. Each input row that an output
 // row needs is rebuilt once as "interleaved" chunks — for every output column ow and group g of 4
 // kernel columns, 16 channels x the 4 input pixels those taps read — and kept in a small per-thread
-// ring while the next output rows reuse it (stride 1 builds one new row per output row). Padding
-// reads the input zero point, whose contribution the folded bias removes:
+// ring while the next output rows reuse it (stride 1 builds one new row per output row). The row
+// is first copied with zero-point padding, so building is branch-free (one 64-byte load and a byte
+// permute per chunk when there are 16 channels). Output rows run up to 4 units of 16 channels per
+// pixel at once, weights in registers. Padding reads the input zero point, whose contribution the
+// folded bias removes:
 //   sum_taps (x - z) w + bias = sum_taps x w + (bias - z * sum_taps w)   (x = z on padding).
 // Other ISAs run a portable direct loop on the widened taps.
 // GCC 12 reports false -Wmaybe-uninitialized positives inside its own AVX-512 intrinsics headers.
@@ -91,21 +94,20 @@ void depthwise_rows_portable(const uint8_t* x, const Int8ConvGeometry& g, const 
 // ---------------------------------------------------------------------------------------------
 // VNNI path.
 
-// 64 bytes whose byte 4c + t is p_t[c] (c < 16): one channel's 4 taps per 32-bit lane.
-inline __m512i interleave4(const uint8_t* p0, const uint8_t* p1, const uint8_t* p2, const uint8_t* p3,
-                           __mmask16 m) {
-  const __m128i a = _mm_maskz_loadu_epi8(m, p0), b = _mm_maskz_loadu_epi8(m, p1);
-  const __m128i c = _mm_maskz_loadu_epi8(m, p2), d = _mm_maskz_loadu_epi8(m, p3);
+// 64 bytes whose byte 4c + t is v_t[c] (c < 16): one channel's 4 taps per 32-bit lane.
 #ifdef __AVX512VBMI__
-  alignas(64) static const uint8_t kIdx[64] = {
-      0,  16, 32, 48, 1,  17, 33, 49, 2,  18, 34, 50, 3,  19, 35, 51, 4,  20, 36, 52, 5,  21,
-      37, 53, 6,  22, 38, 54, 7,  23, 39, 55, 8,  24, 40, 56, 9,  25, 41, 57, 10, 26, 42, 58,
-      11, 27, 43, 59, 12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63};
+alignas(64) constexpr uint8_t kInterleaveIdx[64] = {
+    0,  16, 32, 48, 1,  17, 33, 49, 2,  18, 34, 50, 3,  19, 35, 51, 4,  20, 36, 52, 5,  21,
+    37, 53, 6,  22, 38, 54, 7,  23, 39, 55, 8,  24, 40, 56, 9,  25, 41, 57, 10, 26, 42, 58,
+    11, 27, 43, 59, 12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63};
+#endif
+inline __m512i interleave4(__m128i a, __m128i b, __m128i c, __m128i d) {
+#ifdef __AVX512VBMI__
   __m512i v = _mm512_castsi128_si512(a);
   v = _mm512_inserti32x4(v, b, 1);
   v = _mm512_inserti32x4(v, c, 2);
   v = _mm512_inserti32x4(v, d, 3);
-  return _mm512_permutexvar_epi8(_mm512_load_si512(kIdx), v);
+  return _mm512_permutexvar_epi8(_mm512_load_si512(kInterleaveIdx), v);
 #else
   const __m128i ab_lo = _mm_unpacklo_epi8(a, b), ab_hi = _mm_unpackhi_epi8(a, b);
   const __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
@@ -116,49 +118,140 @@ inline __m512i interleave4(const uint8_t* p0, const uint8_t* p1, const uint8_t* 
 #endif
 }
 
+inline __m128i load16(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+
 struct FastPlan {
   const Int8ConvGeometry& g;
   const PackedDepthwiseWeights& w;
   int64_t C, OH, OW, U, ng;
-  int64_t row_bytes;  // one interleaved row: [U][ng][OW][64]
+  int64_t row_bytes;     // one interleaved row: [U][ng][OW][64]
+  int64_t padded_bytes;  // one zero-point-padded input row, with slack for the reads past it
+  uint8_t z;
 };
 
 // Interleaved chunks of input row xrow ([in_w][C]) for every (unit, tap group, output column).
-void build_row(const FastPlan& p, const uint8_t* xrow, const uint8_t* zbuf, uint8_t* dst) {
+// The row is first copied into `padded` with the zero point on both sides (and after the last
+// column, where tap groups read up to 3 taps past the kernel: their weights are zero), so every
+// chunk is 4 unmasked loads at fixed strides and one byte permute.
+void build_row(const FastPlan& p, const uint8_t* xrow, uint8_t* padded, uint8_t* dst) {
   const Int8ConvGeometry& g = p.g;
-  const int64_t C = p.C;
-  const __mmask16 tail = int8_requant::tail_mask16(C - (p.U - 1) * kUnit);
-  for (int64_t ow = 0; ow < p.OW; ++ow) {
+  const int64_t C = p.C, PWC = g.pad_w * C, WC = g.in_w * C;
+  std::memset(padded, p.z, static_cast<size_t>(PWC));
+  std::memcpy(padded + PWC, xrow, static_cast<size_t>(WC));
+  std::memset(padded + PWC + WC, p.z, static_cast<size_t>(p.padded_bytes - PWC - WC));
+  const int64_t step = g.stride_w * C, tap = g.dilation_w * C, group = 4 * tap;
+  const int64_t unit_stride = p.ng * p.OW * 64;
+#ifdef __AVX512VBMI__
+  if (C == kUnit && tap == kUnit) {
+    // 4 neighbouring pixels of 16 channels are one contiguous 64-byte load.
+    const __m512i idx = _mm512_load_si512(kInterleaveIdx);
     for (int64_t gr = 0; gr < p.ng; ++gr) {
-      const uint8_t* src[4];
-      for (int64_t t = 0; t < 4; ++t) {
-        const int64_t j = gr * 4 + t;
-        const int64_t iw = ow * g.stride_w - g.pad_w + j * g.dilation_w;
-        src[t] = (j < g.kernel_w && iw >= 0 && iw < g.in_w) ? xrow + iw * C : zbuf;
-      }
-      uint8_t* d = dst + (gr * p.OW + ow) * 64;
-      for (int64_t u = 0; u < p.U; ++u) {
-        const int64_t off = u * kUnit;
-        const __mmask16 m = u + 1 < p.U ? __mmask16(0xFFFF) : tail;
-        _mm512_store_si512(d + u * p.ng * p.OW * 64, interleave4(src[0] + off, src[1] + off, src[2] + off, src[3] + off, m));
+      const uint8_t* src = padded + gr * group;
+      uint8_t* d = dst + gr * p.OW * 64;
+      for (int64_t ow = 0; ow < p.OW; ++ow, src += step, d += 64)
+        _mm512_store_si512(d, _mm512_permutexvar_epi8(idx, _mm512_loadu_si512(src)));
+    }
+    return;
+  }
+#endif
+  for (int64_t u = 0; u < p.U; ++u) {
+    for (int64_t gr = 0; gr < p.ng; ++gr) {
+      const uint8_t* src = padded + gr * group + u * kUnit;
+      uint8_t* d = dst + u * unit_stride + gr * p.OW * 64;
+      for (int64_t ow = 0; ow < p.OW; ++ow, src += step, d += 64) {
+        _mm512_store_si512(d, interleave4(load16(src), load16(src + tap), load16(src + 2 * tap), load16(src + 3 * tap)));
       }
     }
   }
 }
 
-// One output row from the interleaved rows of its kernel rows. NT = kernel_h * ng when fixed at
-// compile time (weights stay in registers), 0 for any count.
+// Requantizes and stores one unit (16 channels) of one output pixel.
+template <typename OutT>
+inline void store_unit(const __m512 v, const int8_requant::Requant16& requant, __m512 fmin, __m512 fmax, bool full,
+                       __mmask16 m, OutT* dst) {
+  // Masked stores are slow on some CPUs (Zen 4): only the last unit of a row uses them.
+  if constexpr (std::is_same_v<OutT, uint8_t>) {
+    const __m128i q = requant(v);
+    if (full) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), q);
+    } else {
+      _mm_mask_storeu_epi8(dst, m, q);
+    }
+  } else {
+    const __m512 f = int8_requant::clamp16(v, fmin, fmax);
+    if (full) {
+      _mm512_storeu_ps(dst, f);
+    } else {
+      _mm512_mask_storeu_ps(dst, m, f);
+    }
+  }
+}
+
+// Units [u0, u0 + UB) of one output row, NT taps (kernel_h * ng) each, weights in registers. The
+// UB accumulators of a pixel are independent, so their dependency chains (vpdpbusd, conversions,
+// store) overlap instead of serializing pixel after pixel.
+template <int NT, int UB, typename OutT>
+void output_units(const FastPlan& p, const uint8_t* const* rows, const Int8Output& out, OutT* y, int64_t u0) {
+  const int64_t ng = p.ng, OW = p.OW, ustride = ng * OW * 64;
+  const int8_requant::Requant16 requant(out.zero_point, out.qmin, out.qmax);
+  const __m512 fmin = _mm512_set1_ps(out.fmin), fmax = _mm512_set1_ps(out.fmax);
+  __m512i wv[UB][NT], bias[UB];
+  __m512 mult[UB];
+  const uint8_t* src[NT];  // tap t of unit u0, output column 0
+  for (int t = 0; t < NT; ++t) src[t] = rows[t / ng] + ((u0 * ng + t % ng) * OW) * 64;
+  for (int i = 0; i < UB; ++i) {
+    const int8_t* wu = p.w.interleaved.data() + (u0 + i) * NT * 64;
+    for (int t = 0; t < NT; ++t) wv[i][t] = _mm512_loadu_si512(wu + t * 64);
+    bias[i] = _mm512_loadu_si512(p.w.folded_bias.data() + (u0 + i) * kUnit);
+    mult[i] = _mm512_loadu_ps(p.w.multiplier_padded.data() + (u0 + i) * kUnit);
+  }
+  const int64_t last = u0 + UB - 1;
+  const bool last_full = p.C - last * kUnit >= kUnit;
+  const __mmask16 m = int8_requant::tail_mask16(p.C - last * kUnit);
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    OutT* yp = y + ow * p.C + u0 * kUnit;
+#pragma GCC unroll 4
+    for (int i = 0; i < UB; ++i) {
+      __m512i acc = bias[i];
+#pragma GCC unroll 10
+      for (int t = 0; t < NT; ++t)
+        acc = _mm512_dpbusd_epi32(acc, _mm512_load_si512(src[t] + i * ustride + ow * 64), wv[i][t]);
+      const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult[i]);
+      store_unit(v, requant, fmin, fmax, i + 1 < UB || last_full, m, yp + i * kUnit);
+    }
+  }
+}
+
+// One output row from the interleaved rows of its kernel rows: blocks of up to 4 units (2 for
+// 10 taps) with NT = kernel_h * ng fixed at compile time, or any tap count one unit at a time
+// with the weights read from memory (NT == 0).
 template <int NT, typename OutT>
 void output_row(const FastPlan& p, const uint8_t* const* rows, const Int8Output& out, OutT* y) {
-  const int64_t kh = p.g.kernel_h, ng = p.ng, nt = NT > 0 ? NT : kh * ng, OW = p.OW;
+  if constexpr (NT > 0) {
+    constexpr int kMaxUb = NT <= 3 ? 4 : 2;
+    for (int64_t u0 = 0; u0 < p.U; u0 += kMaxUb) {
+      switch (std::min<int64_t>(kMaxUb, p.U - u0)) {
+        case 1:
+          output_units<NT, 1>(p, rows, out, y, u0);
+          break;
+        case 2:
+          output_units<NT, 2>(p, rows, out, y, u0);
+          break;
+        case 3:
+          if constexpr (kMaxUb >= 3) output_units<NT, 3>(p, rows, out, y, u0);
+          break;
+        default:
+          if constexpr (kMaxUb >= 4) output_units<NT, 4>(p, rows, out, y, u0);
+          break;
+      }
+    }
+    return;
+  }
+  const int64_t kh = p.g.kernel_h, ng = p.ng, nt = kh * ng, OW = p.OW;
   const int8_requant::Requant16 requant(out.zero_point, out.qmin, out.qmax);
   const __m512 fmin = _mm512_set1_ps(out.fmin), fmax = _mm512_set1_ps(out.fmax);
   for (int64_t u = 0; u < p.U; ++u) {
     const int8_t* wu = p.w.interleaved.data() + u * nt * 64;
-    __m512i wv[NT > 0 ? NT : 1];
-    if constexpr (NT > 0) {
-      for (int t = 0; t < NT; ++t) wv[t] = _mm512_loadu_si512(wu + t * 64);
-    }
     const uint8_t* src[kMaxFastTaps];
     for (int64_t i = 0; i < kh; ++i)
       for (int64_t gr = 0; gr < ng; ++gr) src[i * ng + gr] = rows[i] + ((u * ng + gr) * OW) * 64;
@@ -166,32 +259,11 @@ void output_row(const FastPlan& p, const uint8_t* const* rows, const Int8Output&
     const __m512 mult = _mm512_loadu_ps(p.w.multiplier_padded.data() + u * kUnit);
     const __mmask16 m = int8_requant::tail_mask16(p.C - u * kUnit);
     const bool full = p.C - u * kUnit >= kUnit;
-    OutT* yu = y + u * kUnit;
     for (int64_t ow = 0; ow < OW; ++ow) {
       __m512i acc = bias;
-      if constexpr (NT > 0) {
-        for (int t = 0; t < NT; ++t) acc = _mm512_dpbusd_epi32(acc, _mm512_load_si512(src[t] + ow * 64), wv[t]);
-      } else {
-        for (int64_t t = 0; t < nt; ++t)
-          acc = _mm512_dpbusd_epi32(acc, _mm512_load_si512(src[t] + ow * 64), _mm512_loadu_si512(wu + t * 64));
-      }
-      const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult);
-      // Masked stores are slow on some CPUs (Zen 4): only the last unit of a row uses them.
-      if constexpr (std::is_same_v<OutT, uint8_t>) {
-        const __m128i q = requant(v);
-        if (full) {
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(yu + ow * p.C), q);
-        } else {
-          _mm_mask_storeu_epi8(yu + ow * p.C, m, q);
-        }
-      } else {
-        const __m512 f = int8_requant::clamp16(v, fmin, fmax);
-        if (full) {
-          _mm512_storeu_ps(yu + ow * p.C, f);
-        } else {
-          _mm512_mask_storeu_ps(yu + ow * p.C, m, f);
-        }
-      }
+      for (int64_t t = 0; t < nt; ++t)
+        acc = _mm512_dpbusd_epi32(acc, _mm512_load_si512(src[t] + ow * 64), _mm512_loadu_si512(wu + t * 64));
+      store_unit(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult), requant, fmin, fmax, full, m, y + ow * p.C + u * kUnit);
     }
   }
 }
@@ -200,22 +272,24 @@ template <typename OutT>
 void depthwise_rows_vnni(const uint8_t* x, const Int8ConvGeometry& g, const PackedDepthwiseWeights& w,
                          const Int8Output& out, OutT* y, int64_t r0, int64_t r1) {
   const int64_t C = g.in_c, U = (C + kUnit - 1) / kUnit, ng = w.tap_groups_w, OW = g.out_w();
-  const FastPlan p{g, w, C, g.out_h(), OW, U, ng, U * ng * OW * 64};
+  // Input pixels a padded row must hold: the image's plus both paddings, and every tap group's
+  // last pixel; the slack covers the last unit's 16-byte loads past a pixel's C channels.
+  const int64_t pixels = std::max(g.in_w + 2 * g.pad_w, (OW - 1) * g.stride_w + (4 * ng - 1) * g.dilation_w + 1);
+  const FastPlan p{g, w, C, g.out_h(), OW, U, ng, U * ng * OW * 64, pixels * C + 64,
+                   static_cast<uint8_t>(w.in_zero_point)};
   const int64_t kh = g.kernel_h;
-  // Layout: [zbuf: U*16 bytes, padded to 64][pad row][kh ring rows], all 64-byte aligned.
-  const int64_t zbytes = (U * kUnit + 63) / 64 * 64;
+  // Layout: [padded input row][pad row][kh ring rows], all 64-byte aligned.
+  const int64_t pbytes = (p.padded_bytes + 63) / 64 * 64;
   thread_local std::vector<uint8_t> buf;
   thread_local std::vector<int64_t> tags;
-  const size_t need = static_cast<size_t>(zbytes + (kh + 1) * p.row_bytes + 64);
+  const size_t need = static_cast<size_t>(pbytes + (kh + 1) * p.row_bytes + 64);
   if (buf.size() < need) buf.resize(need);
   tags.assign(static_cast<size_t>(kh), -1);
   uint8_t* base = buf.data() + ((64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64);
-  uint8_t* zbuf = base;
-  uint8_t* pad_row = base + zbytes;
+  uint8_t* padded = base;
+  uint8_t* pad_row = base + pbytes;
   uint8_t* ring = pad_row + p.row_bytes;
-  const uint8_t z = static_cast<uint8_t>(w.in_zero_point);
-  std::memset(zbuf, z, static_cast<size_t>(zbytes));
-  std::memset(pad_row, z, static_cast<size_t>(p.row_bytes));
+  std::memset(pad_row, p.z, static_cast<size_t>(p.row_bytes));
 
   const uint8_t* rows[kMaxFastTaps];
   int64_t keys[kMaxFastTaps];
@@ -246,7 +320,7 @@ void depthwise_rows_vnni(const uint8_t* x, const Int8ConvGeometry& g, const Pack
       slot_used[s] = true;
       tags[s] = keys[i];
       rows[i] = ring + s * p.row_bytes;
-      build_row(p, x + keys[i] * g.in_w * C, zbuf, ring + s * p.row_bytes);
+      build_row(p, x + keys[i] * g.in_w * C, padded, ring + s * p.row_bytes);
     }
     OutT* yr = y + r * OW * C;
     if (nt == 3) {

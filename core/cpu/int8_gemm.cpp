@@ -67,6 +67,22 @@ void gemm_block_scalar(const uint8_t* a, int64_t lda, const PackedInt8Weights& w
   }
 }
 
+OutputStage make_output_stage(OutKind kind, const PackedInt8Weights& w, const Int8Output& out, void* c,
+                              int64_t ldc) {
+  OutputStage s;
+  s.kind = kind;
+  s.bias = w.bias.data();
+  s.multiplier = w.multiplier.data();
+  s.zero_point = out.zero_point;
+  s.qlo = static_cast<float>(static_cast<int64_t>(out.qmin) - out.zero_point);
+  s.qhi = static_cast<float>(static_cast<int64_t>(out.qmax) - out.zero_point);
+  s.fmin = out.fmin;
+  s.fmax = out.fmax;
+  s.c = c;
+  s.ldc = ldc;
+  return s;
+}
+
 }  // namespace int8_detail
 
 namespace {
@@ -198,42 +214,28 @@ void run(int64_t m, const uint8_t* a, int64_t lda, const PackedInt8Weights& w, c
   });
 }
 
-OutputStage quantized_stage(OutKind kind, const PackedInt8Weights& w, const Int8Output& out, void* c, int64_t ldc) {
-  OutputStage s;
-  s.kind = kind;
-  s.bias = w.bias.data();
-  s.multiplier = w.multiplier.data();
-  s.zero_point = out.zero_point;
-  s.qlo = static_cast<float>(static_cast<int64_t>(out.qmin) - out.zero_point);
-  s.qhi = static_cast<float>(static_cast<int64_t>(out.qmax) - out.zero_point);
-  s.fmin = out.fmin;
-  s.fmax = out.fmax;
-  s.c = c;
-  s.ldc = ldc;
-  return s;
-}
-
 }  // namespace
+
 
 void gemm_u8s8_u8(int64_t m, const uint8_t* a, int64_t lda, const PackedInt8Weights& w, const Int8Output& out,
                   uint8_t* c, int64_t ldc) {
   check_args("gemm_u8s8_u8", m, a, lda, w, c, ldc);
   check_quantized("gemm_u8s8_u8", out, 0, 255);
-  run(m, a, lda, w, quantized_stage(OutKind::U8, w, out, c, ldc));
+  run(m, a, lda, w, make_output_stage(OutKind::U8, w, out, c, ldc));
 }
 
 void gemm_u8s8_s8(int64_t m, const uint8_t* a, int64_t lda, const PackedInt8Weights& w, const Int8Output& out,
                   int8_t* c, int64_t ldc) {
   check_args("gemm_u8s8_s8", m, a, lda, w, c, ldc);
   check_quantized("gemm_u8s8_s8", out, -128, 127);
-  run(m, a, lda, w, quantized_stage(OutKind::S8, w, out, c, ldc));
+  run(m, a, lda, w, make_output_stage(OutKind::S8, w, out, c, ldc));
 }
 
 void gemm_u8s8_f32(int64_t m, const uint8_t* a, int64_t lda, const PackedInt8Weights& w, const Int8Output& out,
                    float* c, int64_t ldc) {
   check_args("gemm_u8s8_f32", m, a, lda, w, c, ldc);
   QSLIM_CHECK(!(out.fmin > out.fmax), "gemm_u8s8_f32: float clamp [", out.fmin, ", ", out.fmax, "] is empty");
-  run(m, a, lda, w, quantized_stage(OutKind::F32, w, out, c, ldc));
+  run(m, a, lda, w, make_output_stage(OutKind::F32, w, out, c, ldc));
 }
 
 void gemm_u8s8_s32(int64_t m, const uint8_t* a, int64_t lda, const PackedInt8Weights& w, int32_t* c, int64_t ldc) {

@@ -35,6 +35,10 @@ struct PackedInt8Weights {
   std::vector<int32_t> bias;       // packed_bias, [n] (bias_q - a_zero_point * row_sums)
   std::vector<float> multiplier;   // [n] (per-tensor multipliers are expanded)
   int32_t a_zero_point = 0;
+  // Conv weights only (pack_int8_conv_weights, VNNI path): when > 0, every kernel row's run of
+  // run_bytes = kernel_w * in_c K values is padded with zero weights to a multiple of 4, so k
+  // counts the padding (k = kernel_h * round_up(run_bytes, 4)) and only int8_conv2d_* accept them.
+  int64_t conv_run_bytes = 0;
   bool empty() const { return n == 0; }
 };
 

@@ -70,4 +70,39 @@ void gemm_block_vnni(const uint8_t* a, int64_t lda, const PackedInt8Weights& w, 
 int64_t row_unit(Int8Isa isa);
 int64_t column_unit(Int8Isa isa);
 
+// The output stage that gemm_u8s8_<kind> applies (quantized kinds read bias and multiplier from w).
+OutputStage make_output_stage(OutKind kind, const PackedInt8Weights& w, const Int8Output& out, void* c,
+                              int64_t ldc);
+
+// Indirect A for the VNNI path (convolutions without patch copies). Row m of A (an output pixel)
+// starts at base + (m / row_len) * row_step + (m % row_len) * col_step, and its K values are
+// `segments` runs of seg_bytes = w.k / segments bytes at seg_off[s] from there, concatenated in
+// the packed weights' K order. A plain row-major A is row_len 1, row_step lda, one segment at 0.
+// Multi-segment views need seg_bytes % 4 == 0; one segment may end in a partial group of 4 bytes,
+// which is read with masked loads (never past the row).
+struct IndirectA {
+  const uint8_t* base = nullptr;
+  int64_t row_len = 1, row_step = 0, col_step = 0;
+  const int64_t* seg_off = nullptr;
+  int64_t segments = 1;
+};
+// C rows [m0, m1) x columns [n0, n1) (n0 a multiple of column_unit(Avx512Vnni)); C row m is row m
+// of out.c. Single-threaded.
+void gemm_indirect_vnni(const IndirectA& a, const PackedInt8Weights& w, const OutputStage& out, int64_t m0,
+                        int64_t m1, int64_t n0, int64_t n1);
+
+// Direct kernel for convs whose kernel rows are 3 taps at stride 1 over 16 input channels, with 16
+// output channels (conv_3x16_applies): output rows [0, rows) of row_len pixels of view a.
+bool conv_3x16_applies(const PackedInt8Weights& w, const IndirectA& a, int64_t kernel_w, int64_t in_c);
+void conv_rows_3x16_vnni(const IndirectA& a, int64_t rows, const PackedInt8Weights& w, const OutputStage& out);
+
+// Pixel-lane kernel for convs with few output channels: 16 neighbouring output pixels per vector,
+// one output channel's 4 weights broadcast. Needs AVX512-VBMI as well (pixel_lanes_supported()),
+// w.n <= 8 (VNNI-packed), a uint8 output stage with ldc == w.n, a view whose pixels are at most
+// 4 bytes apart (col_step <= 4) with runs of w.k / segments bytes, either multiples of 4 or at
+// least 3 (a group of 4 K values then spans at most two runs), and readable memory up to
+// 256 + w.k bytes past the last row's last run. Writes output rows [0, rows) of row_len pixels.
+bool pixel_lanes_supported();
+void conv_rows_pixel_lanes(const IndirectA& a, int64_t rows, const PackedInt8Weights& w, const OutputStage& out);
+
 }  // namespace qslim::cpu::int8_detail

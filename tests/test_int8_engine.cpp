@@ -1,0 +1,569 @@
+// Whole-model tests of the INT8 engine: tracing, planning, and the engine's logits against the
+// converted model's simulated path on Fashion-MNIST test images.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
+#include "core/factory.h"
+#include "core/parallel.h"
+#include "core/random.h"
+#include "data/fashion_mnist.h"
+#include "models/registry.h"
+#include "nn/activation.h"
+#include "nn/conv2d.h"
+#include "nn/pooling.h"
+#include "nn/residual.h"
+#include "nn/linear.h"
+#include "nn/optim/sgd.h"
+#include "quant/converted_layers.h"
+#include "quant/dynamic_quant.h"
+#include "quant/int8_engine.h"
+#include "quant/int8_graph.h"
+#include "quant/qat.h"
+#include "quant/quantized_io.h"
+#include "tests/support/test_support.h"
+
+namespace qslim {
+namespace {
+
+using quant::Int8Engine;
+using quant::PlanOp;
+using quant::QuantConfig;
+using quant::QuantSettings;
+
+#define EXPECT_ERROR_HAS(stmt, ...)                                                   \
+  do {                                                                                \
+    try {                                                                             \
+      stmt;                                                                           \
+      ADD_FAILURE() << "expected an error from " #stmt;                               \
+    } catch (const Error& e) {                                                        \
+      for (const char* part : {__VA_ARGS__}) EXPECT_NE(std::string(e.what()).find(part), std::string::npos) \
+          << "message: " << e.what() << "\nmissing: " << part;                        \
+    }                                                                                 \
+  } while (0)
+
+struct Data {
+  Tensor train_x, train_y, test_x, test_y;
+};
+
+Tensor normalized(const Tensor& u8_images) {
+  std::vector<float> v = u8_images.to_vector<float>();
+  for (float& x : v) x = (x / 255.0f - 0.2860f) / 0.3530f;
+  return from_vector(v, u8_images.shape());
+}
+
+const Data& fashion() {
+  static const Data d = [] {
+    const std::string dir = testing::fashion_mnist_dir();
+    EXPECT_FALSE(dir.empty()) << "Fashion-MNIST not found";
+    auto train = data::load_fashion_mnist(true, dir, 1024);
+    auto test = data::load_fashion_mnist(false, dir, 512);
+    return Data{normalized(train->images()), train->labels(), normalized(test->images()), test->labels()};
+  }();
+  return d;
+}
+
+// Quanters observe in train mode; BatchNorm stays in eval so the ranges are those the eval-mode
+// model sees.
+void calibrate(nn::Module& model) {
+  NoGradGuard no_grad;
+  model.train();
+  for (auto& [name, m] : model.named_modules())
+    if (m->type_name() == "BatchNorm2D") m->eval();
+  for (int i = 0; i < 4; ++i) model(fashion().train_x.narrow(0, 128 * i, 128));
+}
+
+// FP32 weights after `steps` SGD steps on the training slice (so the logits have margins),
+// trained once per (spec, steps) and shared by the tests.
+const nn::NamedTensors& trained(const std::string& spec, int steps) {
+  static std::map<std::pair<std::string, int>, nn::NamedTensors> cache;
+  auto it = cache.find({spec, steps});
+  if (it != cache.end()) return it->second;
+  manual_seed(3);
+  const Data& d = fashion();
+  nn::ModulePtr model = models::create_model(spec);
+  model->train();
+  optim::GroupOptions o;
+  o.lr = 0.05;
+  o.momentum = 0.9;
+  optim::SGD opt(model->parameters(), o);
+  for (int i = 0; i < steps; ++i) {
+    const int64_t start = (i * 64) % (d.train_x.size(0) - 64);
+    Tensor loss = cross_entropy((*model)(d.train_x.narrow(0, start, 64)), d.train_y.narrow(0, start, 64));
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  }
+  nn::NamedTensors state;
+  for (auto& [name, t] : model->state_dict()) state.emplace_back(name, t.detach().clone());
+  return cache[{spec, steps}] = state;
+}
+
+// A converted model: trained FP32 weights, QAT wrapping, calibration, convert.
+nn::ModulePtr make_converted(const std::string& spec, const QuantConfig& config, int train_steps) {
+  nn::ModulePtr model = models::create_model(spec);
+  model->load_state_dict(trained(spec, train_steps));
+  quant::quant_aware(*model, config);
+  calibrate(*model);
+  quant::convert(*model);
+  model->eval();
+  return model;
+}
+
+Tensor simulated(nn::Module& model, const Tensor& x) {
+  NoGradGuard no_grad;
+  model.eval();
+  return model(x);
+}
+
+std::vector<int64_t> argmax_rows(const Tensor& logits) {
+  const auto v = logits.to_vector<float>();
+  const int64_t n = logits.size(0), k = logits.size(1);
+  std::vector<int64_t> out(n);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t best = 0;
+    for (int64_t j = 1; j < k; ++j)
+      if (v[i * k + j] > v[i * k + best]) best = j;
+    out[i] = best;
+  }
+  return out;
+}
+
+struct Agreement {
+  double top1 = 0;       // share of images with the same top-1
+  double max_steps = 0;  // largest |engine - simulated| in output steps (max |logit| / 127)
+  double mean_steps = 0;
+  // Top-2 margin (simulated logits, in output steps) of the images whose top-1 differs.
+  double min_flipped_margin = INFINITY, max_flipped_margin = 0;
+};
+
+Agreement agreement(const Tensor& engine, const Tensor& sim) {
+  EXPECT_EQ(engine.shape(), sim.shape());
+  const auto a = engine.to_vector<float>(), b = sim.to_vector<float>();
+  double amax = 0;
+  for (float v : b) amax = std::max(amax, static_cast<double>(std::fabs(v)));
+  const double step = amax / 127.0;
+  Agreement r;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = std::fabs(static_cast<double>(a[i]) - b[i]) / step;
+    EXPECT_TRUE(std::isfinite(a[i])) << i;
+    r.max_steps = std::max(r.max_steps, d);
+    r.mean_steps += d / a.size();
+  }
+  const auto ta = argmax_rows(engine), tb = argmax_rows(sim);
+  int64_t same = 0;
+  for (size_t i = 0; i < ta.size(); ++i) {
+    same += ta[i] == tb[i];
+    if (ta[i] != tb[i]) {
+      const int64_t k = engine.size(1);
+      std::vector<float> row(b.begin() + i * k, b.begin() + (i + 1) * k);
+      std::sort(row.rbegin(), row.rend());
+      r.min_flipped_margin = std::min(r.min_flipped_margin, (row[0] - row[1]) / step);
+      r.max_flipped_margin = std::max(r.max_flipped_margin, (row[0] - row[1]) / step);
+    }
+  }
+  r.top1 = static_cast<double>(same) / ta.size();
+  return r;
+}
+
+// Engine vs simulated on the 512 test images at batch 256, plus batch-size invariance.
+// Every image whose top-1 differs must be a near tie of the simulated logits (margin below one
+// output step, where the per-element tolerance can flip the order), and the top-1 agreement must
+// reach min_top1.
+Agreement check_model(const std::string& label, const nn::ModulePtr& model, Int8Engine& engine, double max_steps,
+                      double min_top1 = 0.995) {
+  const Data& d = fashion();
+  Tensor sim = simulated(*model, d.test_x);
+  Tensor eng = Tensor::empty(sim.shape());
+  for (int64_t s = 0; s < d.test_x.size(0); s += 256) eng.narrow(0, s, 256).copy_(engine.run(d.test_x.narrow(0, s, 256)));
+  Agreement a = agreement(eng, sim);
+  std::printf("%-28s top-1 agreement %.2f%%  max |diff| %.2f steps  mean %.4f steps", label.c_str(), 100 * a.top1,
+              a.max_steps, a.mean_steps);
+  if (a.top1 < 1) std::printf("  (flipped images: margins %.2f..%.2f steps)", a.min_flipped_margin, a.max_flipped_margin);
+  std::printf("\n");
+  EXPECT_GE(a.top1, min_top1) << label;
+  EXPECT_LT(a.max_flipped_margin, 1.0) << label;
+  EXPECT_LE(a.max_steps, max_steps) << label;
+
+  // Batch 1 and batch 7 give the per-image results of batch 256.
+  Tensor first = eng.narrow(0, 0, 7);
+  EXPECT_TRUE(testing::AllClose(engine.run(d.test_x.narrow(0, 0, 7)), first, 0, 1e-5)) << label << " batch 7";
+  for (int64_t i : {0, 3, 6})
+    EXPECT_TRUE(testing::AllClose(engine.run(d.test_x.narrow(0, i, 1)), eng.narrow(0, i, 1), 0, 1e-5))
+        << label << " batch 1, image " << i;
+  return a;
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("qslim_int8_engine_" + name)).string();
+}
+
+// Per planned node: the engine's output (dequantized) against the module chain run in float on
+// the engine's own inputs (local) or on the simulated inputs (accumulated), in steps of the
+// engine's grid (u8 values: after quantizing the simulated value onto that grid, so exact
+// agreement is 0 and a rounding flip is 1) or of max |value| / 127 for f32 values.
+struct LayerAgreement {
+  double max_steps = 0;    // largest difference over all values
+  double flip_share = 0;   // largest share of elements of one value off by more than half a step
+};
+
+LayerAgreement per_value_flips(const nn::ModulePtr& model, const Shape& in_shape, const Tensor& x, bool print,
+                               bool local = true) {
+  Int8Engine engine(model, in_shape, {false});
+  engine.run(x);
+  const auto& g = engine.plan().graph;
+  NoGradGuard no_grad;
+  std::vector<Tensor> v(g.values.size());
+  v[g.input] = x;
+  LayerAgreement worst;
+  for (const auto& pn : engine.plan().nodes) {
+    for (size_t k = pn.traced; k <= static_cast<size_t>(pn.fused.empty() ? pn.traced : pn.fused.back()); ++k) {
+      const auto& n = g.nodes[k];
+      std::vector<Tensor> in;
+      for (int i : n.inputs) in.push_back(local && k == static_cast<size_t>(pn.traced) ? engine.inspect(i) : v[i]);
+      if (n.kind == quant::TracedNode::Kind::Reshape) {
+        Shape s{x.size(0)};
+        s.insert(s.end(), g.values[n.output].shape.begin(), g.values[n.output].shape.end());
+        v[n.output] = in[0].reshape(s);
+      } else {
+        v[n.output] = in.size() == 1 ? n.module->forward(in[0]) : n.module->forward(in);
+      }
+    }
+    const Tensor got = engine.inspect(pn.output);
+    const auto a = got.to_vector<float>(), b = v[pn.output].to_vector<float>();
+    const bool u8 = pn.out.kind == quant::Want::Kind::U8;
+    double amax = 1e-12;
+    for (float t : b) amax = std::max(amax, static_cast<double>(std::fabs(t)));
+    const float step = u8 ? pn.out.grid.scale : static_cast<float>(amax / 127.0);
+    int64_t off = 0, flips = 0;
+    double maxd = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      const float want = u8 ? (pn.out.grid.quantize(b[i]) - pn.out.grid.zero_point) * pn.out.grid.scale : b[i];
+      const double d = std::fabs(a[i] - want) / step;
+      maxd = std::max(maxd, d);
+      off += d > 1.01;
+      flips += d > 0.5;
+    }
+    const double share = static_cast<double>(off) / a.size();
+    worst.max_steps = std::max(worst.max_steps, maxd);
+    worst.flip_share = std::max(worst.flip_share, static_cast<double>(flips) / a.size());
+    if (print)
+      std::printf("  %-28s %-14s %s  max %.2f steps, %.4f%% off by > 1 step, %.4f%% by > 0.5\n",
+                  g.nodes[pn.traced].name.c_str(), quant::plan_op_name(pn.op), u8 ? "u8 " : "f32", maxd, 100 * share,
+                  100.0 * flips / a.size());
+  }
+  return worst;
+}
+
+// ---------------------------------------------------------------- tracing
+
+struct FunctionalNet : nn::Module {
+  FunctionalNet() {
+    register_module("a", std::make_shared<nn::Linear>(4, 4));
+    register_module("b", std::make_shared<nn::Linear>(4, 2));
+  }
+  using nn::Module::forward;
+  Tensor forward(const Tensor& x) override { return child("b")(mul(child("a")(x), 2.0)); }
+  std::string type_name() const override { return "FunctionalNet"; }
+};
+
+struct TailNet : nn::Module {
+  TailNet() { register_module("a", std::make_shared<nn::Linear>(4, 4)); }
+  using nn::Module::forward;
+  Tensor forward(const Tensor& x) override { return mul(child("a")(x), 3.0); }
+  std::string type_name() const override { return "TailNet"; }
+};
+
+TEST(Int8Trace, LeNetGraphHasItsLeavesAndTheFlattenAsReshape) {
+  auto model = models::create_model("lenet");
+  model->eval();
+  Tensor x = randn({2, 1, 28, 28});
+  quant::TracedGraph g = quant::trace_model(*model, x);
+  std::vector<std::string> names;
+  for (const auto& n : g.nodes) names.push_back(n.kind == quant::TracedNode::Kind::Reshape ? "reshape" : n.name);
+  const std::vector<std::string> want{"conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "reshape",
+                                      "fc1",   "relu3", "fc2",   "relu4", "fc3"};
+  EXPECT_EQ(names, want);
+  EXPECT_EQ(g.values[g.nodes[6].output].shape, (Shape{400}));
+  EXPECT_EQ(g.values[g.output].shape, (Shape{10}));
+  EXPECT_TRUE(testing::AllClose(g.replay(x), simulated(*model, x), 0, 0));
+}
+
+TEST(Int8Trace, ConvertedLayersAreOneNodeAndResidualsJoin) {
+  auto model = make_converted("resnet20:width=0.5", QuantConfig(), 0);
+  quant::TracedGraph g = quant::trace_model(*model, fashion().test_x.narrow(0, 0, 2));
+  int converted = 0, adds = 0;
+  for (const auto& n : g.nodes) {
+    if (n.kind != quant::TracedNode::Kind::Module) continue;
+    converted += n.module->type_name() == "ConvertedConv2D" || n.module->type_name() == "ConvertedLinear";
+    if (n.module->type_name() == "Add") {
+      ++adds;
+      EXPECT_EQ(n.inputs.size(), 2u);
+    }
+  }
+  EXPECT_EQ(converted, 19 + 2 + 1);  // 19 convs, 2 projection shortcuts, fc
+  EXPECT_EQ(adds, 9);
+}
+
+TEST(Int8Trace, FunctionalOpsBetweenModulesAreRejectedByName) {
+  auto net = std::make_shared<FunctionalNet>();
+  net->eval();
+  EXPECT_ERROR_HAS(quant::trace_model(*net, randn({2, 4})), "'b' (Linear)", "functional op");
+  auto tail = std::make_shared<TailNet>();
+  tail->eval();
+  EXPECT_ERROR_HAS(quant::trace_model(*tail, randn({2, 4})), "TailNet", "functional op");
+  EXPECT_ERROR_HAS(quant::trace_model(*tail, randn({4})), "[N, ...]");
+  TailNet on_stack;
+  EXPECT_ERROR_HAS(quant::trace_model(on_stack, randn({2, 4})), "shared_ptr");
+}
+
+// ---------------------------------------------------------------- planning
+
+TEST(Int8Plan, LeNetRunsOnIntegersWithReluAndPoolOnTheNextLayersGrid) {
+  auto model = make_converted("lenet", QuantConfig(), 0);
+  Int8Engine engine(model, {1, 28, 28});
+  const auto& plan = engine.plan();
+  EXPECT_EQ(plan.count(PlanOp::ConvInt8), 2);
+  EXPECT_EQ(plan.count(PlanOp::LinearInt8), 3);
+  EXPECT_EQ(plan.count(PlanOp::Float), 0) << plan.describe();
+  // conv1 writes uint8 on conv2's input grid (ReLU fused); fc3 writes f32 logits.
+  EXPECT_EQ(plan.nodes[0].out.kind, quant::Want::Kind::U8) << plan.describe();
+  EXPECT_EQ(plan.nodes[0].fused.size(), 1u);
+  EXPECT_EQ(plan.nodes.back().out.kind, quant::Want::Kind::F32);
+  // One quantize of the input, and no other conversions.
+  EXPECT_EQ(engine.count_steps("quantize"), 1) << engine.describe();
+  EXPECT_EQ(engine.count_steps("requantize") + engine.count_steps("dequantize"), 0) << engine.describe();
+  EXPECT_EQ(engine.count_steps("int8 linear (NHWC columns)"), 1) << engine.describe();
+  EXPECT_EQ(engine.count_steps("int8 maxpool"), 2);
+}
+
+TEST(Int8Plan, ResNetFoldsEveryBatchNormIntoItsConv) {
+  auto model = make_converted("resnet20:width=0.5", QuantConfig(), 0);
+  Int8Engine engine(model, {1, 28, 28});
+  EXPECT_EQ(engine.plan().count(PlanOp::Float), 0) << engine.plan().describe();
+  EXPECT_EQ(engine.plan().count(PlanOp::ConvInt8), 21);
+  int folded = 0;
+  for (const auto& p : engine.plan().nodes) folded += !p.bn_scale.empty();
+  EXPECT_EQ(folded, 21);
+  EXPECT_EQ(engine.count_steps("float"), 0) << engine.describe();
+}
+
+// ---------------------------------------------------------------- engine vs simulated
+
+TEST(Int8Engine, LeNetMatchesTheSimulatedPath) {
+  auto model = make_converted("lenet", QuantConfig(), 30);
+  Int8Engine engine(model, {1, 28, 28});
+  check_model("lenet", model, engine, 2.0);
+}
+
+TEST(Int8Engine, ResNet20HalfWidthMatchesTheSimulatedPath) {
+  auto model = make_converted("resnet20:width=0.5", QuantConfig(), 40);
+  Int8Engine engine(model, {1, 28, 28});
+  // This barely trained narrow net has many near ties; the margin check above is the strict one.
+  check_model("resnet20:width=0.5", model, engine, 4.0, 0.99);
+}
+
+TEST(Int8Engine, EveryLayerMatchesItsSimulatedModuleWithinOneStep) {
+  for (const char* spec : {"resnet20:width=0.5", "mobilenet_v2_small"}) {
+    QuantSettings full;
+    full.is_full_quantize = true;
+    for (const QuantConfig& config : {QuantConfig(), QuantConfig(full)}) {
+      auto model = make_converted(spec, config, std::string(spec) == "mobilenet_v2_small" ? 6 : 40);
+      const LayerAgreement a = per_value_flips(model, {1, 28, 28}, fashion().test_x.narrow(0, 0, 128), false);
+      std::printf("%-20s full=%d  per layer: max %.3f steps, at most %.4f%% of a value off by one step\n", spec,
+                  config.settings().is_full_quantize, a.max_steps, 100 * a.flip_share);
+      EXPECT_LE(a.max_steps, 1.0 + 1e-3) << spec;
+      EXPECT_LE(a.flip_share, 0.005) << spec;
+    }
+  }
+}
+
+TEST(Int8Engine, ResNet20FullWidthMatchesTheSimulatedPath) {
+  auto model = make_converted("resnet20", QuantConfig(), 4);
+  Int8Engine engine(model, {1, 28, 28});
+  check_model("resnet20", model, engine, 4.0);
+}
+
+TEST(Int8Engine, MobileNetV2SmallMatchesTheSimulatedPath) {
+  auto model = make_converted("mobilenet_v2_small", QuantConfig(), 6);
+  Int8Engine engine(model, {1, 28, 28});
+  EXPECT_GT(engine.count_steps("int8 depthwise"), 5) << engine.describe();
+  EXPECT_EQ(engine.count_steps("float"), 0) << engine.describe();
+  check_model("mobilenet_v2_small", model, engine, 4.0);
+}
+
+TEST(Int8Engine, TilesBufferReuseAndThreadsDoNotChangeTheResult) {
+  auto model = make_converted("resnet20:width=0.5", QuantConfig(), 40);
+  Tensor x = fashion().test_x.narrow(0, 0, 100);
+  Int8Engine tiled(model, {1, 28, 28});
+  quant::Int8EngineOptions one_piece;
+  one_piece.tile_bytes = 0;
+  Int8Engine whole(model, {1, 28, 28}, one_piece);
+  Int8Engine kept(model, {1, 28, 28}, {false});
+  ASSERT_GT(tiled.tile(), 0);
+  ASSERT_LT(tiled.tile(), 100) << "the test needs several tiles";
+  const Tensor want = whole.run(x);
+  EXPECT_TRUE(testing::AllClose(tiled.run(x), want, 0, 0));
+  EXPECT_TRUE(testing::AllClose(kept.run(x), want, 0, 0));
+  set_num_threads(1);
+  EXPECT_TRUE(testing::AllClose(tiled.run(x), want, 0, 0));
+  set_num_threads(0);
+  // A larger batch after a smaller one grows the buffers.
+  EXPECT_TRUE(testing::AllClose(whole.run(x.narrow(0, 0, 3)), want.narrow(0, 0, 3), 0, 0));
+  EXPECT_TRUE(testing::AllClose(whole.run(x), want, 0, 0));
+  EXPECT_GT(whole.buffer_bytes(), tiled.buffer_bytes());
+}
+
+TEST(Int8Engine, SavedAndLoadedModelGivesTheSameLogits) {
+  const QuantConfig config;
+  auto model = make_converted("resnet20:width=0.5", config, 40);
+  const std::string path = temp_path("resnet20.safetensors");
+  quant::save_converted(path, *model, config, "resnet20:width=0.5");
+  nn::ModulePtr loaded = quant::load_converted(path);
+  std::remove(path.c_str());
+  Tensor x = fashion().test_x.narrow(0, 0, 64);
+  Int8Engine a(model, {1, 28, 28}), b(loaded, {1, 28, 28});
+  EXPECT_TRUE(testing::AllClose(b.run(x), a.run(x), 0, 0));
+}
+
+TEST(Int8Engine, LayerSkippedByTheConfigRunsInFloat) {
+  QuantSettings s;
+  s.not_quant_pattern = {"fc2"};
+  auto model = make_converted("lenet", QuantConfig(s), 30);
+  EXPECT_EQ(model->get_submodule("fc2")->type_name(), "Linear");
+  Int8Engine engine(model, {1, 28, 28});
+  EXPECT_EQ(engine.count_steps("float fc2"), 1) << engine.describe();
+  EXPECT_EQ(engine.plan().count(PlanOp::LinearInt8), 2);
+  check_model("lenet, fc2 skipped", model, engine, 2.0);
+
+  // A skip() scope: the whole first block of a ResNet stays float.
+  auto resnet = models::create_model("resnet20:width=0.5");
+  resnet->load_state_dict(trained("resnet20:width=0.5", 40));
+  QuantConfig scoped;
+  scoped.skip(resnet->get_submodule("layers.0").get());
+  quant::quant_aware(*resnet, scoped);
+  calibrate(*resnet);
+  quant::convert(*resnet);
+  Int8Engine e2(resnet, {1, 28, 28});
+  EXPECT_GE(e2.count_steps("float"), 2) << e2.describe();
+  check_model("resnet20/2, layers.0 skipped", resnet, e2, 4.0, 0.99);
+}
+
+TEST(Int8Engine, FullQuantizeRunsTheIntegerAddAndPool) {
+  QuantSettings s;
+  s.is_full_quantize = true;
+  auto model = make_converted("resnet20:width=0.5", QuantConfig(s), 40);
+  Int8Engine engine(model, {1, 28, 28});
+  EXPECT_EQ(engine.plan().count(PlanOp::AddInt8), 9) << engine.plan().describe();
+  EXPECT_EQ(engine.plan().count(PlanOp::GlobalPoolInt8), 1);
+  EXPECT_EQ(engine.count_steps("float"), 0) << engine.describe();
+  check_model("resnet20/2 full quantize", model, engine, 4.0, 0.99);
+
+  auto mobile = make_converted("mobilenet_v2_small", QuantConfig(s), 6);
+  Int8Engine e2(mobile, {1, 28, 28});
+  EXPECT_GT(e2.plan().count(PlanOp::AddInt8), 0);
+  check_model("mobilenet_v2_small full", mobile, e2, 4.0);
+}
+
+TEST(Int8Engine, FoldedBatchNormAndUnsignedActivations) {
+  QuantSettings s;
+  s.fold_bn = true;
+  s.dtype = "uint8";
+  auto model = make_converted("resnet20:width=0.5", QuantConfig(s), 40);
+  Int8Engine engine(model, {1, 28, 28});
+  EXPECT_EQ(engine.plan().count(PlanOp::Float), 0) << engine.plan().describe();
+  check_model("resnet20/2 fold_bn uint8", model, engine, 4.0, 0.99);
+}
+
+TEST(Int8Engine, MobileNetV3UsesTablesForActivationsAndFloatForSqueezeExcite) {
+  QuantSettings s;
+  s.is_full_quantize = true;
+  auto model = make_converted("mobilenet_v3_small", QuantConfig(s), 0);
+  Int8Engine engine(model, {1, 28, 28});
+  EXPECT_GT(engine.count_steps("lookup Hardswish"), 3) << engine.describe();
+  EXPECT_GT(engine.count_steps("float "), 0) << engine.describe();  // the squeeze-excite multiplies
+  const LayerAgreement a = per_value_flips(model, {1, 28, 28}, fashion().test_x.narrow(0, 0, 32), false);
+  EXPECT_LE(a.max_steps, 1.0 + 1e-3);
+  // The final average pool's inputs take few distinct values, so exact rounding ties of its
+  // quantized mean (broken by the float summation order) are frequent there.
+  EXPECT_LE(a.flip_share, 0.02);
+  Tensor x = fashion().test_x.narrow(0, 0, 8);
+  EXPECT_TRUE(testing::AllClose(engine.run(x.narrow(0, 0, 1)), engine.run(x).narrow(0, 0, 1), 0, 0));
+}
+
+// Two conv branches joined by a Concat module, then a classifier.
+struct ConcatNet : nn::Module {
+  ConcatNet() {
+    register_module("a", std::make_shared<nn::Conv2D>(1, 4, 3, 2, 1));
+    register_module("b", std::make_shared<nn::Conv2D>(1, 6, 1, 2));
+    register_module("cat", std::make_shared<nn::Concat>(1));
+    register_module("relu", std::make_shared<nn::ReLU>());
+    register_module("pool", std::make_shared<nn::MaxPool2D>(2));
+    register_module("fc", std::make_shared<nn::Linear>(10 * 7 * 7, 10));
+  }
+  using nn::Module::forward;
+  Tensor forward(const Tensor& x) override {
+    Tensor h = child("pool")(child("relu")(child("cat")(child("a")(x), child("b")(x))));
+    return child("fc")(h.flatten(1));
+  }
+  std::string type_name() const override { return "ConcatNet"; }
+};
+
+TEST(Int8Engine, QuantizedConcatJoinsBranchesOnOneGrid) {
+  manual_seed(12);
+  auto net = std::make_shared<ConcatNet>();
+  QuantSettings s;
+  s.quantize_op_types = {"concat", "conv2d", "mul"};
+  quant::quant_aware(*net, QuantConfig(s));
+  calibrate(*net);
+  quant::convert(*net);
+  Int8Engine engine(net, {1, 28, 28});
+  EXPECT_EQ(engine.plan().count(PlanOp::ConcatInt8), 1) << engine.plan().describe();
+  EXPECT_EQ(engine.count_steps("int8 concat"), 1) << engine.describe();
+  EXPECT_EQ(engine.count_steps("float"), 0) << engine.describe();
+  // Both convs write straight onto the concat's grid; the linear reads the pooled map in NHWC order.
+  EXPECT_EQ(engine.count_steps("requantize") + engine.count_steps("dequantize"), 0) << engine.describe();
+  EXPECT_EQ(engine.count_steps("int8 linear (NHWC columns)"), 1) << engine.describe();
+  const LayerAgreement a = per_value_flips(net, {1, 28, 28}, fashion().test_x.narrow(0, 0, 64), false);
+  EXPECT_LE(a.max_steps, 1.0 + 1e-3);
+  EXPECT_LE(a.flip_share, 0.005);
+  check_model("concat net", net, engine, 2.0);
+}
+
+TEST(Int8Engine, BiasThatOverflowsInt32RunsInFloat) {
+  auto model = make_converted("lenet", QuantConfig(), 30);
+  // A floored input step (an all-zero calibration) makes fc3's bias 1e8 accumulator units or more.
+  model->get_submodule("fc3")->buffer("input_scale").fill_(1e-8);
+  Int8Engine engine(model, {1, 28, 28});
+  EXPECT_EQ(engine.count_steps("float fc3"), 1) << engine.describe();
+  EXPECT_EQ(engine.count_steps("int8 linear"), 2);
+  Tensor x = fashion().test_x.narrow(0, 0, 32);
+  EXPECT_TRUE(testing::AllClose(engine.run(x), simulated(*model, x), 1e-4, 1e-4));
+}
+
+TEST(Int8Engine, DynamicQuantizedModelRunsThroughItsOwnForward) {
+  manual_seed(5);
+  auto model = models::create_model("lenet");
+  quant::quant_post_dynamic(*model, quant::DynamicOptions());
+  model->eval();
+  Int8Engine engine(model, {1, 28, 28});
+  Tensor x = fashion().test_x.narrow(0, 0, 16);
+  EXPECT_TRUE(testing::AllClose(engine.run(x), simulated(*model, x), 1e-5, 1e-5));
+}
+
+TEST(Int8Engine, RejectsInputsOfTheWrongShape) {
+  auto model = make_converted("lenet", QuantConfig(), 0);
+  Int8Engine engine(model, {1, 28, 28});
+  EXPECT_ERROR_HAS(engine.run(randn({2, 1, 32, 32})), "Int8Engine::run", "[2, 1, 32, 32]", "[1, 28, 28]");
+  EXPECT_ERROR_HAS(engine.run(randn({1, 28, 28})), "Int8Engine::run", "[1, 28, 28]");
+  EXPECT_ERROR_HAS(Int8Engine(model, {3, 28, 28}), "ConvertedConv2D", "[2, 3, 28, 28]");
+}
+
+}  // namespace
+}  // namespace qslim
