@@ -62,7 +62,11 @@ KlCut kl_optimal_cut(const std::vector<double>& h, int64_t start, int64_t levels
 KLObserver::KLObserver(const QuanterOptions& options)
     : TensorObserver(options, "KLObserver"),
       hist_(options.observer.bins, false, "KLObserver"),
-      start_(options.observer.kl_start) {}
+      start_(options.observer.kl_start),
+      max_clipped_(options.observer.kl_max_clipped) {
+  QSLIM_CHECK(max_clipped_ >= 0 && max_clipped_ <= 1, "KLObserver: kl_max_clipped must be in [0, 1], got ",
+              max_clipped_);
+}
 
 double KLObserver::compute_threshold() const {
   const int64_t start = kl_start_bin(start_, hist_.bins());
@@ -72,7 +76,12 @@ double KLObserver::compute_threshold() const {
   // clip the real values (measured: LeNet fc1 input cut at 0.95 of a 7.7 range, -1.55 points).
   std::vector<double> h = hist_.counts();
   h[0] -= static_cast<double>(hist_.zeros());
-  const KlCut c = kl_optimal_cut(h, start, grid().qmax());
+  // The smallest cut that clips at most kl_max_clipped of the mass.
+  double total = 0;
+  for (double v : h) total += v;
+  int64_t first = hist_.bins();
+  for (double tail = 0; first > 1 && tail + h[first - 1] <= max_clipped_ * total; --first) tail += h[first - 1];
+  const KlCut c = kl_optimal_cut(h, std::max(start, first), grid().qmax());
   return c.cut < 0 ? hist_.range() : hist_.center(c.cut);
 }
 

@@ -17,6 +17,8 @@
 // Values exactly 0 are left out of P and Q (the histogram counts them apart): every cut represents
 // them exactly, and in bin 0 the zeros of a post-ReLU tensor dominate P and pull the search to cuts
 // that clip the real values.
+// Cuts that would clip more than options.observer.kl_max_clipped of the (non-zero) values are not
+// considered (see observer_options.h for why).
 // The cut with the smallest KL wins (the first on ties); T = (i + 0.5) * bin_width. With fewer
 // bins than the start, or an all-zero histogram, T falls back to the abs-max (the range).
 #pragma once
@@ -52,6 +54,7 @@ class KLObserver : public TensorObserver {
  private:
   AbsHistogram hist_;
   KlStart start_;
+  double max_clipped_;
 };
 
 }  // namespace qslim::quant

@@ -320,6 +320,28 @@ TEST(KLObserver, ExactZerosDoNotMoveTheCut) {
   EXPECT_GT(b.threshold(), 0.4 * b.histogram().range()) << "zeros dragged the cut towards 0";
 }
 
+TEST(KLObserver, SpikyInputIsNotCutAtTheSpike) {
+  // A normalised image: 60% background pixels at exactly -0.8, the rest spread up to 2.0. Unguarded,
+  // KL cuts at the spike and clips every bright pixel; the guard allows at most 0.1% clipped.
+  std::vector<float> x;
+  for (int i = 0; i < 60000; ++i) x.push_back(-0.8f);
+  for (int i = 0; i < 40000; ++i) x.push_back(-0.8f + 2.8f * static_cast<float>(i + 1) / 40000.f);
+  KLObserver guarded;
+  guarded.forward(vec(x));
+  const double t = guarded.threshold();
+  int64_t clipped = 0;
+  for (float v : x) clipped += std::fabs(v) > t;
+  EXPECT_LE(clipped, 100) << "T = " << t;
+  QuanterOptions o;
+  o.observer.kl_max_clipped = 1.0;  // no guard: the TensorRT search alone
+  KLObserver unguarded(o);
+  unguarded.forward(vec(x));
+  EXPECT_LT(unguarded.threshold(), 1.0) << "the unguarded search no longer cuts at the spike; update this test";
+  std::printf("spiky input: guarded T = %.3f, unguarded T = %.3f\n", t, unguarded.threshold());
+  o.observer.kl_max_clipped = -0.5;
+  qslim::testing::expect_error([&] { KLObserver bad(o); }, {"kl_max_clipped", "[0, 1]"});
+}
+
 TEST(KLObserver, PaddleStartAndFallbacks) {
   std::vector<float> x = normal_data(20000, 12);
   x[0] = 40.f;
