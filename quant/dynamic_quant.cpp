@@ -12,7 +12,7 @@
 #include "quant/dynamic_layers.h"
 #include "quant/quant_embedding.h"
 #include "quant/quant_layers.h"
-#include "quant/quantized_io_ext.h"
+#include "quant/quantized_io.h"
 
 namespace qslim::quant {
 

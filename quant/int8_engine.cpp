@@ -121,12 +121,20 @@ int Int8Engine::as_f32(int v, bool plain) {
   return id;
 }
 
+int Int8Engine::held_for_float_add(int v) {
+  const int e = native_[v];
+  if (!values_[e].u8) return e;
+  for (int c : converted_[v])
+    if (!values_[c].u8) return c;
+  return e;
+}
+
 std::vector<U8Grid> Int8Engine::grids_wanted(int v) const {
   std::vector<U8Grid> out;
   for (const PlanNode& c : plan_.nodes) {
     for (size_t k = 0; k < c.inputs.size(); ++k) {
       if (c.inputs[k] != v || c.in_grids.empty()) continue;
-      const U8Grid g = c.op == PlanOp::AddInt8 ? c.in_grids[k] : c.in_grids[0];
+      const U8Grid g = c.op == PlanOp::AddInt8 || c.op == PlanOp::ResidualAddInt8 ? c.in_grids[k] : c.in_grids[0];
       if (std::find(out.begin(), out.end(), g) == out.end()) out.push_back(g);
     }
   }
@@ -188,7 +196,8 @@ void Int8Engine::build() {
         add_step(linear_step(dynamic_cast<const ConvertedLinear&>(*m), p, in, out));
         break;
       }
-      case PlanOp::AddInt8: {
+      case PlanOp::AddInt8:
+      case PlanOp::ResidualAddInt8: {
         const EValue a = values_[as_u8(p.inputs[0], p.in_grids[0])];
         const EValue b = values_[as_u8(p.inputs[1], p.in_grids[1])];
         if (effective(a) != effective(b)) {
@@ -203,7 +212,7 @@ void Int8Engine::build() {
         break;
       }
       case PlanOp::AddF32: {
-        int ia = as_f32(p.inputs[0], false), ib = as_f32(p.inputs[1], false);
+        int ia = held_for_float_add(p.inputs[0]), ib = held_for_float_add(p.inputs[1]);
         if (effective(values_[ia]) != effective(values_[ib])) {
           ia = as_f32(p.inputs[0], true);
           ib = as_f32(p.inputs[1], true);

@@ -78,6 +78,9 @@ class Int8Engine {
   // The value of traced value v as f32; plain == true also requires the Plain layout.
   int as_f32(int v, bool plain);
   void add_step(StepPtr s);
+  // The value of traced value v that a float add reads: an f32 one if the engine holds any, else
+  // the uint8 one as produced (the add dequantizes it on the fly).
+  int held_for_float_add(int v);
   // The distinct input grids of the integer nodes that consume traced value v directly.
   std::vector<U8Grid> grids_wanted(int v) const;
   void build();

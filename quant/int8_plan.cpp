@@ -51,6 +51,7 @@ const char* plan_op_name(PlanOp op) {
     case PlanOp::MaxPoolInt8: return "MaxPoolInt8";
     case PlanOp::GlobalPoolInt8: return "GlobalPoolInt8";
     case PlanOp::LutInt8: return "LutInt8";
+    case PlanOp::ResidualAddInt8: return "ResidualAddInt8";
     case PlanOp::AddF32: return "AddF32";
     case PlanOp::Clamp: return "Clamp";
     case PlanOp::MaxPool: return "MaxPool";
@@ -214,6 +215,23 @@ int Int8Plan::count(PlanOp op) const {
   return static_cast<int>(std::count_if(nodes.begin(), nodes.end(), [op](const PlanNode& p) { return p.op == op; }));
 }
 
+bool branch_grid_for_residual_add(const U8Grid& out, const U8Grid& skip, U8Grid* branch) {
+  const auto lo_of = [](const U8Grid& g) { return (g.qmin - g.zero_point) * static_cast<double>(g.scale); };
+  const auto hi_of = [](const U8Grid& g) { return (g.qmax - g.zero_point) * static_cast<double>(g.scale); };
+  const double lo = std::min(0.0, lo_of(out) - hi_of(skip)), hi = std::max(0.0, hi_of(out) - lo_of(skip));
+  if (!(hi > lo) || !std::isfinite(hi - lo)) return false;
+  // 254 steps over the span leave the ceil of the zero point room: (0 - z) s <= lo, (255 - z) s >= hi.
+  const float scale = static_cast<float>((hi - lo) / 254.0);
+  if (!(scale > 0.0f) || !std::isfinite(scale)) return false;
+  const double z = std::ceil(-lo / scale);
+  if (z < 0 || z > 255) return false;
+  branch->scale = scale;
+  branch->zero_point = static_cast<int32_t>(z);
+  branch->qmin = 0;
+  branch->qmax = 255;
+  return (0 - z) * scale <= lo + 1e-6 * (hi - lo) && (255 - z) * scale >= hi - 1e-6 * (hi - lo);
+}
+
 Int8Plan plan_int8(nn::Module& model, const Shape& input_shape) {
   QSLIM_CHECK(!input_shape.empty(), "plan_int8: the input shape (per sample, e.g. [1, 28, 28]) is empty");
   for (int64_t d : input_shape) QSLIM_CHECK(d > 0, "plan_int8: invalid input shape ", shape_str(input_shape));
@@ -263,6 +281,28 @@ Int8Plan plan_int8(nn::Module& model, const Shape& input_shape) {
     for (size_t k = 0; k < plan.nodes[i].inputs.size(); ++k)
       users[plan.nodes[i].inputs[k]].push_back({static_cast<int>(i), static_cast<int>(k)});
 
+  // Residual add candidates: a float add with exactly one input (the branch) produced by an integer
+  // weight layer that nothing else reads; branch_of[i] is that input's position, else -1.
+  std::vector<int> producer(g.values.size(), -1);
+  for (size_t i = 0; i < plan.nodes.size(); ++i) producer[plan.nodes[i].output] = static_cast<int>(i);
+  const auto weight_op = [](PlanOp op) {
+    return op == PlanOp::ConvInt8 || op == PlanOp::DepthwiseInt8 || op == PlanOp::LinearInt8;
+  };
+  std::vector<int> branch_of(plan.nodes.size(), -1);
+  for (size_t i = 0; i < plan.nodes.size(); ++i) {
+    const PlanNode& p = plan.nodes[i];
+    if (p.op != PlanOp::AddF32 || p.inputs.size() != 2 || p.inputs[0] == p.inputs[1]) continue;
+    int branch = -1, count = 0;
+    for (int k = 0; k < 2; ++k) {
+      const int v = p.inputs[k];
+      if (v != g.output && producer[v] >= 0 && weight_op(plan.nodes[producer[v]].op) && users[v].size() == 1) {
+        branch = k;
+        ++count;
+      }
+    }
+    if (count == 1) branch_of[i] = branch;
+  }
+
   std::map<int, Want> memo;
   std::function<Want(int)> want_of = [&](int v) -> Want {
     auto it = memo.find(v);
@@ -291,8 +331,13 @@ Int8Plan plan_int8(nn::Module& model, const Shape& input_shape) {
         case PlanOp::Reshape:
           wants.push_back(want_of(c.output));
           break;
-        case PlanOp::GlobalPool:
         case PlanOp::AddF32:
+          // A candidate's skip input is read as whatever the engine holds (see the header).
+          if (branch_of[i] >= 0 && branch_of[i] != k) break;
+          wants.push_back({Want::Kind::F32, {}});
+          break;
+        case PlanOp::ResidualAddInt8:  // planned below, after every want is known
+        case PlanOp::GlobalPool:
         case PlanOp::Float:
           wants.push_back({Want::Kind::F32, {}});
           break;
@@ -311,6 +356,11 @@ Int8Plan plan_int8(nn::Module& model, const Shape& input_shape) {
     return w;
   };
 
+  const auto clamped = [](U8Grid gr, float lo, float hi) {
+    gr.qmin = std::max(gr.qmin, std::isfinite(lo) ? gr.quantize(lo) : gr.qmin);
+    gr.qmax = std::min(gr.qmax, std::isfinite(hi) ? gr.quantize(hi) : gr.qmax);
+    return gr;
+  };
   for (PlanNode& p : plan.nodes) {
     const Want w = want_of(p.output);
     switch (p.op) {
@@ -341,6 +391,7 @@ Int8Plan plan_int8(nn::Module& model, const Shape& input_shape) {
       case PlanOp::MaxPoolInt8:
         p.out = {Want::Kind::U8, p.in_grids[0]};
         break;
+      case PlanOp::ResidualAddInt8:
       case PlanOp::AddF32:
       case PlanOp::GlobalPool:
       case PlanOp::Float:
@@ -353,6 +404,27 @@ Int8Plan plan_int8(nn::Module& model, const Shape& input_shape) {
         p.out = {Want::Kind::Any, {}};
         break;
     }
+  }
+
+  // Residual adds on integers, in execution order (a promoted add's output grid is the skip grid of
+  // the next block's add).
+  for (size_t i = 0; i < plan.nodes.size(); ++i) {
+    PlanNode& p = plan.nodes[i];
+    if (branch_of[i] < 0) continue;
+    const Want w = want_of(p.output);
+    const int kb = branch_of[i], ks = 1 - kb;
+    const int skip_node = producer[p.inputs[ks]];
+    if (w.kind != Want::Kind::U8 || skip_node < 0 || plan.nodes[skip_node].out.kind != Want::Kind::U8) continue;
+    const U8Grid out = clamped(w.grid, p.lo, p.hi), skip = plan.nodes[skip_node].out.grid;
+    U8Grid branch;
+    if (!branch_grid_for_residual_add(out, skip, &branch)) continue;
+    PlanNode& b = plan.nodes[producer[p.inputs[kb]]];
+    p.op = PlanOp::ResidualAddInt8;
+    p.out = {Want::Kind::U8, out};
+    p.in_grids.assign(2, U8Grid());
+    p.in_grids[ks] = skip;
+    p.in_grids[kb] = branch;
+    b.out = {Want::Kind::U8, clamped(branch, b.lo, b.hi)};
   }
   return plan;
 }

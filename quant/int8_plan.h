@@ -16,6 +16,20 @@
 // lies on a grid in the simulated path too (the output of a quantized ReLU, max pool or concat)
 // is exact as uint8 and converts to other grids or f32 without loss.
 //
+// Residual adds: a float nn::Add (the config left it unquantized) whose one input, the branch, is
+// the output of an integer conv/linear used by nothing else, and whose other input, the skip, is
+// written as uint8 anyway (it feeds integer layers, e.g. the block input feeding the block's conv1),
+// runs on integers (ResidualAddInt8) when its output (after a fused ReLU) is wanted on one grid g
+// by all its integer consumers: the branch's conv requantizes straight onto a grid chosen for it
+// (branch_grid_for_residual_add), the skip is read as the uint8 its other consumers get, and the
+// add requantizes onto g with the ReLU in qmin. A float add whose skip is held only as uint8 (the
+// last block's add, which feeds a float pool) reads that uint8 directly. Error this adds against the
+// simulated path, where the residual stream stays float up to each conv's input quantization:
+// the skip is rounded onto its consumers' grid (at most half a step of it) and the branch onto its
+// own grid (at most half a step, about the output step for ReLU blocks); the sum is then rounded
+// as before, so an output element is off by one step somewhat more often than in a float add, and
+// the rounding of a block's output travels to the next block's sum through the skip path.
+//
 // Differences from the simulated path: the integer accumulation is exact where the float conv
 // rounds, and the bias (with a folded BatchNorm) is rounded to the accumulator's unit
 // s_in * s_w[c] (* bn scale); both move a value across a rounding boundary now and then, so a
@@ -58,7 +72,8 @@ enum class PlanOp {
   MaxPoolInt8,    // ConvertedOp MaxPool2D (input grid)
   GlobalPoolInt8,  // ConvertedOp AdaptiveAvgPool2D(1) (input grid)
   LutInt8,        // ConvertedOp of an element-wise activation (input grid): a 256-entry table
-  AddF32,         // nn::Add of two inputs
+  ResidualAddInt8,  // nn::Add planned on integers (input grids chosen by the planner, see above)
+  AddF32,         // nn::Add of two inputs (each read as f32, or as uint8 when held only so)
   Clamp,          // nn::ReLU / ReLU6 (on whatever its input is)
   MaxPool,        // nn::MaxPool2D
   GlobalPool,     // nn::AdaptiveAvgPool2D(1)
@@ -98,7 +113,12 @@ struct Int8Plan {
   int count(PlanOp op) const;
 };
 
-// Traces `model` (eval mode) on a zero-filled [2, ...input_shape] example and plans it.
+// The uint8 grid for the branch b of a residual add y = clamp(b + s) onto `out` whose skip input s
+// lies on `skip`: it spans [out_lo - skip_hi, out_hi - skip_lo] (and 0), outside which b cannot
+// change the clamped and rounded y, so clipping b there is exact. False for degenerate grids.
+bool branch_grid_for_residual_add(const U8Grid& out, const U8Grid& skip, U8Grid* branch);
+
+// Traces `model` (eval mode) on a random [2, ...input_shape] example and plans it.
 Int8Plan plan_int8(nn::Module& model, const Shape& input_shape);
 
 }  // namespace qslim::quant

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "nn/conv2d.h"
+#include "quant/observer.h"
 #include "quant/quant_layers.h"
 
 namespace qslim::quant {
@@ -473,8 +474,10 @@ namespace {
 void check_factory(const QuanterFactory& f, QuantRole role, const std::string& who) {
   QSLIM_CHECK(f.options.role == role, who, ": quanter factory ", f.describe(), " has role ",
               quant_role_name(f.options.role), ", expected ", quant_role_name(role));
-  QSLIM_CHECK(contains(quanter_types(), f.type), who, ": unknown quanter type '", f.type,
-              "'; allowed: ", join(quanter_types()));
+  QSLIM_CHECK(contains(quanter_types(), f.type) || contains(observer_types(), f.type), who, ": unknown quanter type '",
+              f.type, "'; allowed: ", join(quanter_types()), ", ", join(observer_types()));
+  QSLIM_CHECK(role == QuantRole::Weight || f.type.find("ChannelWise") == std::string::npos, who, ": ", f.type,
+              " is for weights");
   QSLIM_CHECK(role == QuantRole::Weight || f.type != "channel_wise_abs_max", who,
               ": channel_wise_abs_max is for weights; allowed for activations: ", join(activation_quanter_types()));
   check_bits(f.options.bits, who);

@@ -1,5 +1,4 @@
 #include "quant/quantized_io.h"
-#include "quant/quantized_io_ext.h"
 
 #include <algorithm>
 #include <charconv>

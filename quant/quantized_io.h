@@ -10,6 +10,7 @@
 // load_converted rebuilds the model from the spec and the layer entries (so layer rules, skip()
 // scopes and per-layer bits need no config replay), then loads every tensor strictly.
 #pragma once
+#include <functional>
 #include <map>
 #include <string>
 
@@ -28,6 +29,19 @@ void save_converted(const std::string& path, const nn::Module& model, const Quan
 // Throws naming the file when it is not a qslim-int8 file (e.g. an FP32 checkpoint), when its
 // metadata does not fit the model it names, or when the tensors do not fit the rebuilt model.
 nn::ModulePtr load_converted(const std::string& path);
+
+// More forms, same format: extra metadata entries stored beside the format's own (e.g. the
+// dataset, mean and std of the FP32 checkpoint, so `qslim eval` normalises as in training), and a
+// model builder for networks outside the zoo (default: models::create_model).
+// Builds the float model a converted file names by its "model" spec.
+using ModelBuilder = std::function<nn::ModulePtr(const std::string& model_spec)>;
+
+// extra_metadata may not use the format's own keys (format, format_version, model, quant_config,
+// layers): that throws naming the key.
+void save_converted(const std::string& path, const nn::Module& model, const QuantConfig& config,
+                    const std::string& model_spec, const std::map<std::string, std::string>& extra_metadata,
+                    const ModelBuilder& build = nullptr);
+nn::ModulePtr load_converted(const std::string& path, const ModelBuilder& build);
 
 // The metadata of a converted file (validated to be qslim-int8), e.g. for reports.
 std::map<std::string, std::string> converted_metadata(const std::string& path);

@@ -16,6 +16,7 @@
 #include "nn/sequential.h"
 #include "quant/qat.h"
 #include "quant/quant_config.h"
+#include "tests/support/test_support.h"
 #include "quant/quant_layers.h"
 
 using namespace qslim;
@@ -388,4 +389,19 @@ TEST(QuantConfig, CustomQatLayerMapping) {
   EXPECT_EQ(net.child("1").type_name(), "QuantedIdentity");
   EXPECT_EQ(dynamic_cast<QuantedOp&>(net.child("1")).quanter(0).bits(), 6);
   EXPECT_EQ(net.child("0").type_name(), "QuantedConv2D");
+}
+
+TEST(QuantConfig, AcceptsObserverFactoriesForPtq) {
+  qslim::quant::QuantConfig c;
+  c.set_default_activation(qslim::quant::QuanterFactory::of("HistObserver", qslim::quant::QuantRole::Activation));
+  EXPECT_EQ(c.default_activation().type, "HistObserver");
+  qslim::testing::expect_error(
+      [&] {
+        c.set_default_activation(
+            qslim::quant::QuanterFactory::of("AbsMaxChannelWiseWeightObserver", qslim::quant::QuantRole::Activation));
+      },
+      {"AbsMaxChannelWiseWeightObserver", "is for weights"});
+  qslim::testing::expect_error(
+      [&] { c.set_default_activation(qslim::quant::QuanterFactory::of("NoSuchObserver", qslim::quant::QuantRole::Activation)); },
+      {"unknown quanter type 'NoSuchObserver'", "KLObserver"});
 }

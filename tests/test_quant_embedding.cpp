@@ -19,7 +19,7 @@
 #include "nn/sequential.h"
 #include "quant/dynamic_quant.h"
 #include "quant/quant_embedding.h"
-#include "quant/quantized_io_ext.h"
+#include "quant/quantized_io.h"
 #include "tests/support/test_support.h"
 
 using namespace qslim;

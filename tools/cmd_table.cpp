@@ -120,8 +120,8 @@ void run_table(const TableArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   int failed = 0;
   if (!a.report_only) {
-    std::printf("table: %zu models x %zu methods (+ FP32 training), preset %s, output %s\n", models.size(),
-                methods.size(), preset.name.c_str(), o.out_dir.c_str());
+    std::printf("table: %zu models x %zu methods (+ FP32 %s), preset %s, output %s\n", models.size(), methods.size(),
+                a.checkpoints.empty() ? "training" : "checkpoints", preset.name.c_str(), o.out_dir.c_str());
     failed = runner.run();
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
