@@ -311,8 +311,8 @@ std::string QuanterFactory::describe() const {
 }
 
 QuanterFactory QuanterFactory::of(const std::string& type, QuantRole role, int bits) {
-  QSLIM_CHECK(contains(quanter_types(), type), "QuanterFactory: unknown quanter type '", type,
-              "'; allowed: ", join(quanter_types()));
+  QSLIM_CHECK(contains(quanter_types(), type) || contains(observer_types(), type), "QuanterFactory: unknown quanter type '",
+              type, "'; allowed: ", join(quanter_types()), ", ", join(observer_types()));
   check_bits(bits, "QuanterFactory " + type);
   QuanterFactory f;
   f.type = type;

@@ -402,6 +402,6 @@ TEST(QuantConfig, AcceptsObserverFactoriesForPtq) {
       },
       {"AbsMaxChannelWiseWeightObserver", "is for weights"});
   qslim::testing::expect_error(
-      [&] { c.set_default_activation(qslim::quant::QuanterFactory::of("NoSuchObserver", qslim::quant::QuantRole::Activation)); },
+      [&] { qslim::quant::QuanterFactory::of("NoSuchObserver", qslim::quant::QuantRole::Activation); },
       {"unknown quanter type 'NoSuchObserver'", "KLObserver"});
 }
