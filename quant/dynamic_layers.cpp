@@ -6,6 +6,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops_conv.h"
 #include "autograd/ops_linalg.h"
+#include "core/cpu/int8_gemm.h"
 #include "core/factory.h"
 #include "quant/fake_quant.h"
 #include "quant/quant_config.h"
@@ -125,7 +126,21 @@ std::shared_ptr<DynamicQuantLinear> DynamicQuantLinear::from_float(const nn::Lin
 }
 
 Tensor DynamicQuantLinear::matmul(const Tensor& x) const {
-  return linear(x, dequantized_weight(), bias_or_undefined());
+  const Tensor q = buffer("weight");
+  // Inference on int8 weights: dequantize inside the GEMM (cache-sized panels), never the whole
+  // float weight. Training through the layer (or int16 weights) uses the cached float weight.
+  if (q.dtype() != DType::I8 || x.dtype() != DType::F32 || (GradMode::is_enabled() && x.requires_grad()))
+    return linear(x, dequantized_weight(), bias_or_undefined());
+  const Tensor xc = x.contiguous();
+  const int64_t m = xc.numel() / in_;
+  Shape out_shape = xc.shape();
+  out_shape.back() = out_;
+  Tensor y = Tensor::empty(out_shape, DType::F32);
+  const Tensor s = buffer("weight_scale").contiguous();
+  const Tensor b = has_bias() ? buffer("bias").contiguous() : Tensor();
+  cpu::gemm_f32_s8w(m, out_, in_, xc.data<float>(), in_, q.contiguous().data<int8_t>(), in_, s.data<float>(),
+                    s.numel(), b.defined() ? b.data<float>() : nullptr, y.data<float>(), out_);
+  return y;
 }
 
 Tensor DynamicQuantLinear::forward(const Tensor& x) {
