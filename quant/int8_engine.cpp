@@ -50,7 +50,9 @@ Int8Engine::Int8Engine(nn::ModulePtr model, const Shape& input_shape, Int8Engine
     : model_(std::move(model)), input_shape_(input_shape), options_(options) {
   QSLIM_CHECK(model_ != nullptr, "Int8Engine: null model");
   model_->eval();
-  plan_ = plan_int8(*model_, input_shape_);
+  Int8PlanOptions plan_options;
+  plan_options.integer_residual_adds = options_.integer_residual_adds;
+  plan_ = plan_int8(*model_, input_shape_, plan_options);
   build();
   plan_buffers();
   int64_t per_sample = 0;
@@ -222,15 +224,26 @@ void Int8Engine::build() {
         out.c = a.c;
         out.h = a.h;
         out.w = a.w;
+        // Consumers that all read one grid get the sum quantized straight onto it (uint8 maps are NHWC).
+        if (u8_out && (out.shape.size() != 3 || effective(out) == Layout::NHWC || out.h * out.w == 1)) {
+          out.u8 = true;
+          out.grid = p.out.grid;
+          add_step(elementwise_add_step(a, b, emit(out), p.lo, p.hi));
+          break;
+        }
         const EValue sum = emit(out);
         // Integer consumers get their quantized copies from the same pass.
         std::vector<EValue> quantized;
         for (const U8Grid& gq : grids_wanted(p.output)) {
           EValue q = sum;
           q.u8 = true;
-          q.grid = gq;
+          q.grid = gq;  // narrowed to the clamp's range (as the residual add planning expects)
+          q.grid.qmin = std::max(gq.qmin, std::isfinite(p.lo) ? gq.quantize(p.lo) : gq.qmin);
+          q.grid.qmax = std::min(gq.qmax, std::isfinite(p.hi) ? gq.quantize(p.hi) : gq.qmax);
           if (q.layout == Layout::Plain && q.shape.size() == 3) q.layout = Layout::NHWC;
           if (q.layout != sum.layout && !(sum.h * sum.w == 1)) continue;
+          if (std::any_of(quantized.begin(), quantized.end(), [&](const EValue& o) { return o.grid == q.grid; }))
+            continue;
           q.buffer = new_buffer(q.sample_bytes());
           quantized.push_back(q);
           converted_[p.output].push_back(add_value(q));

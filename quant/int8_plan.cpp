@@ -232,7 +232,7 @@ bool branch_grid_for_residual_add(const U8Grid& out, const U8Grid& skip, U8Grid*
   return (0 - z) * scale <= lo + 1e-6 * (hi - lo) && (255 - z) * scale >= hi - 1e-6 * (hi - lo);
 }
 
-Int8Plan plan_int8(nn::Module& model, const Shape& input_shape) {
+Int8Plan plan_int8(nn::Module& model, const Shape& input_shape, const Int8PlanOptions& options) {
   QSLIM_CHECK(!input_shape.empty(), "plan_int8: the input shape (per sample, e.g. [1, 28, 28]) is empty");
   for (int64_t d : input_shape) QSLIM_CHECK(d > 0, "plan_int8: invalid input shape ", shape_str(input_shape));
   Shape s{2};
@@ -291,7 +291,9 @@ Int8Plan plan_int8(nn::Module& model, const Shape& input_shape) {
   std::vector<int> branch_of(plan.nodes.size(), -1);
   for (size_t i = 0; i < plan.nodes.size(); ++i) {
     const PlanNode& p = plan.nodes[i];
-    if (p.op != PlanOp::AddF32 || p.inputs.size() != 2 || p.inputs[0] == p.inputs[1]) continue;
+    if (!options.integer_residual_adds || p.op != PlanOp::AddF32 || p.inputs.size() != 2 ||
+        p.inputs[0] == p.inputs[1])
+      continue;
     int branch = -1, count = 0;
     for (int k = 0; k < 2; ++k) {
       const int v = p.inputs[k];
@@ -391,8 +393,10 @@ Int8Plan plan_int8(nn::Module& model, const Shape& input_shape) {
       case PlanOp::MaxPoolInt8:
         p.out = {Want::Kind::U8, p.in_grids[0]};
         break;
+      case PlanOp::AddF32:  // a float sum, written straight onto the one grid its consumers want
+        p.out = w.kind == Want::Kind::U8 ? Want{Want::Kind::U8, clamped(w.grid, p.lo, p.hi)} : Want{Want::Kind::F32, {}};
+        break;
       case PlanOp::ResidualAddInt8:
-      case PlanOp::AddF32:
       case PlanOp::GlobalPool:
       case PlanOp::Float:
         p.out = {Want::Kind::F32, {}};
@@ -414,8 +418,16 @@ Int8Plan plan_int8(nn::Module& model, const Shape& input_shape) {
     const Want w = want_of(p.output);
     const int kb = branch_of[i], ks = 1 - kb;
     const int skip_node = producer[p.inputs[ks]];
-    if (w.kind != Want::Kind::U8 || skip_node < 0 || plan.nodes[skip_node].out.kind != Want::Kind::U8) continue;
-    const U8Grid out = clamped(w.grid, p.lo, p.hi), skip = plan.nodes[skip_node].out.grid;
+    if (w.kind != Want::Kind::U8 || skip_node < 0) continue;
+    // The skip as the engine holds it in uint8: the output of an integer node, or the quantized copy a
+    // float add makes for its integer consumers (clamped by the add's ReLU).
+    const PlanNode& sp = plan.nodes[skip_node];
+    const Want skip_want = want_of(p.inputs[ks]);
+    U8Grid skip;
+    if (sp.out.kind == Want::Kind::U8) skip = sp.out.grid;
+    else if (sp.op == PlanOp::AddF32 && skip_want.kind == Want::Kind::U8) skip = clamped(skip_want.grid, sp.lo, sp.hi);
+    else continue;
+    const U8Grid out = clamped(w.grid, p.lo, p.hi);
     U8Grid branch;
     if (!branch_grid_for_residual_add(out, skip, &branch)) continue;
     PlanNode& b = plan.nodes[producer[p.inputs[kb]]];

@@ -16,19 +16,23 @@
 // lies on a grid in the simulated path too (the output of a quantized ReLU, max pool or concat)
 // is exact as uint8 and converts to other grids or f32 without loss.
 //
-// Residual adds: a float nn::Add (the config left it unquantized) whose one input, the branch, is
-// the output of an integer conv/linear used by nothing else, and whose other input, the skip, is
-// written as uint8 anyway (it feeds integer layers, e.g. the block input feeding the block's conv1),
-// runs on integers (ResidualAddInt8) when its output (after a fused ReLU) is wanted on one grid g
-// by all its integer consumers: the branch's conv requantizes straight onto a grid chosen for it
-// (branch_grid_for_residual_add), the skip is read as the uint8 its other consumers get, and the
-// add requantizes onto g with the ReLU in qmin. A float add whose skip is held only as uint8 (the
-// last block's add, which feeds a float pool) reads that uint8 directly. Error this adds against the
-// simulated path, where the residual stream stays float up to each conv's input quantization:
-// the skip is rounded onto its consumers' grid (at most half a step of it) and the branch onto its
-// own grid (at most half a step, about the output step for ReLU blocks); the sum is then rounded
-// as before, so an output element is off by one step somewhat more often than in a float add, and
-// the rounding of a block's output travels to the next block's sum through the skip path.
+// Float adds: an nn::Add sums in f32 (inputs held only as uint8 are dequantized on the fly) and
+// writes its sum straight onto the grid its consumers want when they all want one, else f32.
+//
+// Residual adds (Int8PlanOptions::integer_residual_adds, off by default): a float nn::Add (the
+// config left it unquantized) whose one input, the branch, is the output of an integer conv/linear
+// used by nothing else, and whose other input, the skip, is held as uint8 anyway (it feeds integer
+// layers, e.g. the block input feeding the block's conv1), runs on integers (ResidualAddInt8) when
+// its output (after a fused ReLU) is wanted on one grid g by all its integer consumers: the branch's
+// conv requantizes straight onto a grid chosen for it (branch_grid_for_residual_add), the skip is
+// read as the uint8 its other consumers get, and the add requantizes onto g with the ReLU in qmin.
+// A float add whose skip is then held only as uint8 (the last block's add, feeding a float pool)
+// dequantizes it on the fly. Error this adds against the simulated path, where the residual stream
+// stays float and only each conv's input is quantized: every element of the skip is rounded onto
+// its consumers' grid and of the branch onto its own grid (each at most half a step, the branch's
+// step about the output step in ReLU blocks); a block's rounding travels on through the skip path.
+// These are new errors on every element, where the float path differs from the simulated one only
+// on rare rounding ties, so the logits follow the simulated path about twice less closely.
 //
 // Differences from the simulated path: the integer accumulation is exact where the float conv
 // rounds, and the bias (with a folded BatchNorm) is rounded to the accumulator's unit
@@ -118,7 +122,12 @@ struct Int8Plan {
 // change the clamped and rounded y, so clipping b there is exact. False for degenerate grids.
 bool branch_grid_for_residual_add(const U8Grid& out, const U8Grid& skip, U8Grid* branch);
 
+struct Int8PlanOptions {
+  // Plan residual adds on integers (ResidualAddInt8, see above); off keeps them float.
+  bool integer_residual_adds = false;
+};
+
 // Traces `model` (eval mode) on a random [2, ...input_shape] example and plans it.
-Int8Plan plan_int8(nn::Module& model, const Shape& input_shape);
+Int8Plan plan_int8(nn::Module& model, const Shape& input_shape, const Int8PlanOptions& options = {});
 
 }  // namespace qslim::quant

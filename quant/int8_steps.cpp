@@ -50,10 +50,18 @@ void add_f32_run(const float* __restrict a, const float* __restrict b, float* __
   for (int64_t i = 0; i < n; ++i) o[i] = std::min(std::max(a[i] + b[i], lo), hi);
 }
 
-void add_u8_f32_run(const uint8_t* __restrict a, const uint8_t* __restrict b, float* __restrict o, int64_t n,
-                    float sa, float za, float sb, float zb, float lo, float hi) {
+// One input's value as float: f32 as is, uint8 dequantized (q - z) * s.
+inline float input_value(const float* __restrict x, int64_t i, float, float) { return x[i]; }
+inline float input_value(const uint8_t* __restrict x, int64_t i, float s, float z) {
+  return (static_cast<float>(x[i]) - z) * s;
+}
+
+// o = clamp(a + b, lo, hi) for any mix of f32 and uint8 inputs.
+template <typename A, typename B>
+void add_mixed_run(const A* __restrict a, const B* __restrict b, float* __restrict o, int64_t n, float sa, float za,
+                   float sb, float zb, float lo, float hi) {
   for (int64_t i = 0; i < n; ++i) {
-    const float v = (static_cast<float>(a[i]) - za) * sa + (static_cast<float>(b[i]) - zb) * sb;
+    const float v = input_value(a, i, sa, za) + input_value(b, i, sb, zb);
     o[i] = std::min(std::max(v, lo), hi);
   }
 }
@@ -349,6 +357,7 @@ class AddStep : public Step {
  public:
   AddStep(const EValue& a, const EValue& b, const EValue& out, float lo, float hi, std::vector<EValue> quantized)
       : a_(a), b_(b), out_(out), lo_(lo), hi_(hi), quantized_(std::move(quantized)) {
+    QSLIM_CHECK(!out.u8 || quantized_.empty(), "Int8Engine: an add with a uint8 output makes no quantized copies");
     reads = {a.buffer, b.buffer};
     writes = {out.buffer};
     for (const EValue& q : quantized_) writes.push_back(q.buffer);
@@ -356,39 +365,50 @@ class AddStep : public Step {
   void run(const RunContext& ctx) const override {
     const int64_t count = ctx.batch * out_.numel();
     void* y = ctx.at(out_.buffer);
-    if (!a_.u8) {
-      const float* a = static_cast<const float*>(ctx.at(a_.buffer));
-      const float* b = static_cast<const float*>(ctx.at(b_.buffer));
-      float* o = static_cast<float*>(y);
-      const float lo = lo_, hi = hi_;
-      // The sum and its quantized copies in one pass, in cache-sized chunks.
-      for_range(count, kGrain, [&](int64_t s, int64_t e) {
-        for (int64_t c0 = s; c0 < e; c0 += 4096) {
-          const int64_t n = std::min(e, c0 + 4096) - c0;
-          add_f32_run(a + c0, b + c0, o + c0, n, lo, hi);
-          for (const EValue& q : quantized_) {
-            uint8_t* dst = static_cast<uint8_t*>(ctx.at(q.buffer));
-            quantize_run(o + c0, dst + c0, n, 1.0f / q.grid.scale, static_cast<float>(q.grid.zero_point),
-                         static_cast<float>(q.grid.qmin), static_cast<float>(q.grid.qmax));
-          }
-        }
-      });
-      return;
-    }
-    const uint8_t* a = static_cast<const uint8_t*>(ctx.at(a_.buffer));
-    const uint8_t* b = static_cast<const uint8_t*>(ctx.at(b_.buffer));
-    if (out_.u8) {
-      cpu::int8_add_u8(a, a_.grid.scale, a_.grid.zero_point, b, b_.grid.scale, b_.grid.zero_point, count,
+    if (out_.u8 && a_.u8 && b_.u8) {
+      cpu::int8_add_u8(static_cast<const uint8_t*>(ctx.at(a_.buffer)), a_.grid.scale, a_.grid.zero_point,
+                       static_cast<const uint8_t*>(ctx.at(b_.buffer)), b_.grid.scale, b_.grid.zero_point, count,
                        out_.grid.scale, out_.grid.zero_point, out_.grid.qmin, out_.grid.qmax,
                        static_cast<uint8_t*>(y));
       return;
     }
-    float* o = static_cast<float*>(y);
+    const void* a = ctx.at(a_.buffer);
+    const void* b = ctx.at(b_.buffer);
     const float sa = a_.grid.scale, za = static_cast<float>(a_.grid.zero_point);
     const float sb = b_.grid.scale, zb = static_cast<float>(b_.grid.zero_point);
     const float lo = lo_, hi = hi_;
-    for_range(count, kGrain,
-              [=](int64_t s, int64_t e) { add_u8_f32_run(a + s, b + s, o + s, e - s, sa, za, sb, zb, lo, hi); });
+    const bool au8 = a_.u8, bu8 = b_.u8;
+    // The sum and its quantized copies in one pass, in cache-sized chunks (a uint8 output: the float
+    // sum of a chunk in scratch, then quantized).
+    for_range(count, kGrain, [&](int64_t s, int64_t e) {
+      thread_local std::vector<float> scratch;
+      if (out_.u8 && scratch.size() < 4096) scratch.resize(4096);
+      for (int64_t c0 = s; c0 < e; c0 += 4096) {
+        const int64_t n = std::min(e, c0 + 4096) - c0;
+        float* o = out_.u8 ? scratch.data() : static_cast<float*>(y) + c0;
+        if (!au8 && !bu8) {
+          add_f32_run(static_cast<const float*>(a) + c0, static_cast<const float*>(b) + c0, o, n, lo, hi);
+        } else if (au8 && bu8) {
+          add_mixed_run(static_cast<const uint8_t*>(a) + c0, static_cast<const uint8_t*>(b) + c0, o, n, sa, za,
+                        sb, zb, lo, hi);
+        } else if (au8) {
+          add_mixed_run(static_cast<const uint8_t*>(a) + c0, static_cast<const float*>(b) + c0, o, n, sa, za, sb,
+                        zb, lo, hi);
+        } else {
+          add_mixed_run(static_cast<const float*>(a) + c0, static_cast<const uint8_t*>(b) + c0, o, n, sa, za, sb,
+                        zb, lo, hi);
+        }
+        if (out_.u8)
+          quantize_run(o, static_cast<uint8_t*>(y) + c0, n, 1.0f / out_.grid.scale,
+                       static_cast<float>(out_.grid.zero_point), static_cast<float>(out_.grid.qmin),
+                       static_cast<float>(out_.grid.qmax));
+        for (const EValue& q : quantized_) {
+          uint8_t* dst = static_cast<uint8_t*>(ctx.at(q.buffer));
+          quantize_run(o, dst + c0, n, 1.0f / q.grid.scale, static_cast<float>(q.grid.zero_point),
+                       static_cast<float>(q.grid.qmin), static_cast<float>(q.grid.qmax));
+        }
+      }
+    });
   }
   std::string describe() const override {
     std::string s = "add " + str(a_) + " + " + str(b_) + " -> " + str(out_);

@@ -75,8 +75,9 @@ bool int8_bias_fits(const ConvertedWeightLayer& layer, const PlanNode& p, float 
 StepPtr conv_step(const ConvertedConv2D& layer, const PlanNode& p, const EValue& in, const EValue& out);
 StepPtr linear_step(const ConvertedLinear& layer, const PlanNode& p, const EValue& in, const EValue& out);
 
-// a + b (same layout), clamped to [lo, hi]: u8 inputs on their grids -> u8 out.grid or f32; f32
-// inputs -> f32, plus, in the same pass, copies quantized onto each of `quantized` (f32 only).
+// a + b (same layout), clamped to [lo, hi]: u8 inputs on their grids -> u8 out.grid (requantized,
+// int8_add_u8); any mix of f32 and u8 inputs -> f32, plus, in the same pass, copies quantized onto
+// each of `quantized`.
 StepPtr elementwise_add_step(const EValue& a, const EValue& b, const EValue& out, float lo, float hi,
                              std::vector<EValue> quantized = {});
 // Clamp to [lo, hi] (ReLU / ReLU6): u8 (to out.grid's range) or f32.

@@ -565,5 +565,199 @@ TEST(Int8Engine, RejectsInputsOfTheWrongShape) {
   EXPECT_ERROR_HAS(Int8Engine(model, {3, 28, 28}), "ConvertedConv2D", "[2, 3, 28, 28]");
 }
 
+// A float add whose consumers all read one grid writes its sum straight onto that grid (no f32
+// copy); MobileNetV2's inverted-residual adds feed only the next block's expand conv.
+TEST(Int8Engine, FloatAddFeedingOnlyIntegerLayersWritesUint8) {
+  auto model = make_converted("mobilenet_v2_small", QuantConfig(), 6);
+  Int8Engine engine(model, {1, 28, 28});
+  const std::string program = engine.describe();
+  int u8_adds = 0;
+  for (size_t at = program.find("add f32"); at != std::string::npos; at = program.find("add f32", at + 1)) {
+    const std::string line = program.substr(at, program.find('\n', at) - at);
+    EXPECT_EQ(line.find(" and u8"), std::string::npos) << line;
+    u8_adds += line.find("-> u8") != std::string::npos;
+  }
+  EXPECT_EQ(u8_adds, engine.plan().count(PlanOp::AddF32)) << program;
+  EXPECT_GT(u8_adds, 0);
+  const LayerAgreement a = per_value_flips(model, {1, 28, 28}, fashion().test_x.narrow(0, 0, 64), false);
+  EXPECT_LE(a.max_steps, 1.0 + 1e-3);
+  EXPECT_LE(a.flip_share, 0.005);
+}
+
+// ---------------------------------------------------------------- integer residual adds
+
+quant::Int8EngineOptions residual_options(bool reuse = true) {
+  quant::Int8EngineOptions o;
+  o.reuse_buffers = reuse;
+  o.integer_residual_adds = true;
+  return o;
+}
+
+double grid_lo(const quant::U8Grid& g) { return (g.qmin - g.zero_point) * static_cast<double>(g.scale); }
+double grid_hi(const quant::U8Grid& g) { return (g.qmax - g.zero_point) * static_cast<double>(g.scale); }
+
+TEST(Int8ResidualAdd, BranchGridClipsOnlyWhereTheClampedSumCannotChange) {
+  quant::U8Grid relu_out{0.05f, 128, 128, 255}, relu_skip{0.04f, 128, 128, 255};
+  quant::U8Grid signed_out{0.02f, 128, 0, 255}, unsigned_skip{0.03f, 0, 0, 255}, relu6_out{6.0f / 127, 128, 128, 255};
+  const std::vector<std::pair<quant::U8Grid, quant::U8Grid>> cases = {
+      {relu_out, relu_skip}, {signed_out, signed_out}, {relu_out, unsigned_skip}, {relu6_out, signed_out}};
+  for (const auto& [out, skip] : cases) {
+    quant::U8Grid b;
+    ASSERT_TRUE(quant::branch_grid_for_residual_add(out, skip, &b)) << out.to_string() << " " << skip.to_string();
+    EXPECT_EQ(b.qmin, 0);
+    EXPECT_EQ(b.qmax, 255);
+    // The branch grid spans [out_lo - skip_hi, out_hi - skip_lo] ...
+    EXPECT_LE(grid_lo(b), grid_lo(out) - grid_hi(skip) + 1e-6);
+    EXPECT_GE(grid_hi(b), grid_hi(out) - grid_lo(skip) - 1e-6);
+    // ... within a step of the span at each end (the step is the span over 254).
+    EXPECT_LE(b.scale * 254.0, (grid_hi(out) - grid_lo(skip)) - std::min(0.0, grid_lo(out) - grid_hi(skip)) + 1e-5);
+    // A branch value beyond the grid gives the same output as the grid's end value, for every skip.
+    for (int qs = skip.qmin; qs <= skip.qmax; ++qs) {
+      const float s = (qs - skip.zero_point) * skip.scale;
+      for (float beyond : {1.0f, 3.5f, 100.0f}) {
+        const float above = static_cast<float>(grid_hi(b)) + beyond * b.scale;
+        const float below = static_cast<float>(grid_lo(b)) - beyond * b.scale;
+        EXPECT_EQ(out.quantize(above + s), out.quantize(static_cast<float>(grid_hi(b)) + s)) << qs;
+        EXPECT_EQ(out.quantize(below + s), out.quantize(static_cast<float>(grid_lo(b)) + s)) << qs;
+      }
+    }
+  }
+  quant::U8Grid dummy;
+  EXPECT_FALSE(quant::branch_grid_for_residual_add(quant::U8Grid{0.0f, 128, 128, 128}, quant::U8Grid{0.0f, 0, 0, 0},
+                                                   &dummy));
+}
+
+TEST(Int8ResidualAdd, ResNetPlansItsResidualAddsOnIntegers) {
+  auto model = make_converted("resnet20:width=0.5", QuantConfig(), 40);
+  Int8Engine plain(model, {1, 28, 28});
+  EXPECT_EQ(plain.plan().count(PlanOp::ResidualAddInt8), 0) << "off by default";
+  Int8Engine engine(model, {1, 28, 28}, residual_options());
+  const auto& plan = engine.plan();
+  // Blocks with an identity shortcut add on integers; the two projection blocks (both inputs are
+  // conv outputs) and the last block (its sum feeds the float pool) stay float adds.
+  EXPECT_EQ(plan.count(PlanOp::ResidualAddInt8), 6) << plan.describe();
+  EXPECT_EQ(plan.count(PlanOp::AddF32), 3) << plan.describe();
+  EXPECT_EQ(engine.count_steps("float"), 0) << engine.describe();
+  EXPECT_EQ(engine.count_steps("quantize"), 2) << engine.describe();  // the input and the fc's input
+  EXPECT_EQ(engine.count_steps("requantize") + engine.count_steps("dequantize"), 0) << engine.describe();
+  const auto& g = plan.graph;
+  for (const auto& p : plan.nodes) {
+    const std::string& name = g.nodes[p.traced].name;
+    if (p.op == PlanOp::ResidualAddInt8) {
+      EXPECT_EQ(p.out.kind, quant::Want::Kind::U8) << name;
+      EXPECT_EQ(p.out.grid.qmin, p.out.grid.zero_point) << name << ": the ReLU is fused into qmin";
+    } else if (p.op == PlanOp::AddF32) {
+      // Projection blocks write their float sum straight onto the next convs' grid; the last one f32.
+      EXPECT_EQ(p.out.kind, name == "layers.8.add" ? quant::Want::Kind::F32 : quant::Want::Kind::U8) << name;
+    }
+  }
+  // Every conv writes uint8 except the last block's conv2 and the projection blocks' branches.
+  EXPECT_EQ(engine.count_steps("int8 conv"), 21);
+  int f32_convs = 0;
+  for (const auto& p : plan.nodes) f32_convs += p.op == PlanOp::ConvInt8 && p.out.kind == quant::Want::Kind::F32;
+  EXPECT_EQ(f32_convs, 5) << plan.describe();
+}
+
+// The engine's integer add against a float reference of the same plan: the dequantized codes of its
+// two inputs, summed in double, ReLU, rounded half to even onto the output grid. Only exact ties
+// (where the float multiplies of the kernel may land on either side) may differ.
+TEST(Int8ResidualAdd, IntegerAddMatchesTheFloatSumOfItsInputCodes) {
+  auto model = make_converted("resnet20:width=0.5", QuantConfig(), 40);
+  Int8Engine engine(model, {1, 28, 28}, residual_options(false));
+  engine.run(fashion().test_x.narrow(0, 0, 32));
+  int adds = 0;
+  int64_t elements = 0, ties = 0;
+  for (const auto& p : engine.plan().nodes) {
+    if (p.op != PlanOp::ResidualAddInt8) continue;
+    ++adds;
+    const auto a = engine.inspect(p.inputs[0]).to_vector<float>(), b = engine.inspect(p.inputs[1]).to_vector<float>();
+    const auto y = engine.inspect(p.output).to_vector<float>();
+    ASSERT_EQ(a.size(), y.size());
+    const quant::U8Grid& o = p.out.grid;
+    for (size_t i = 0; i < y.size(); ++i) {
+      // The inputs are exact dequantized codes: recover them and check they lie on the planned grids.
+      for (int k = 0; k < 2; ++k) {
+        const quant::U8Grid& gk = p.in_grids[k];
+        const double q = static_cast<double>(k == 0 ? a[i] : b[i]) / gk.scale + gk.zero_point;
+        ASSERT_NEAR(q, std::nearbyint(q), 1e-3) << "input " << k << " is off its grid " << gk.to_string();
+        ASSERT_GE(std::nearbyint(q), gk.qmin);
+        ASSERT_LE(std::nearbyint(q), gk.qmax);
+      }
+      const double v = std::max(0.0, static_cast<double>(a[i]) + b[i]) / o.scale;
+      const double want = std::clamp(std::nearbyint(v) + o.zero_point, static_cast<double>(o.qmin),
+                                     static_cast<double>(o.qmax));
+      const double got = std::nearbyint(static_cast<double>(y[i]) / o.scale) + o.zero_point;
+      ++elements;
+      if (got != want) {
+        const bool tie = std::fabs(std::fabs(v - std::floor(v)) - 0.5) < 1e-4;
+        EXPECT_TRUE(tie) << "element " << i << ": got code " << got << ", want " << want << " (v = " << v << ")";
+        EXPECT_LE(std::fabs(got - want), 1.0);
+        ++ties;
+      }
+    }
+  }
+  EXPECT_EQ(adds, 6);
+  EXPECT_LE(ties, elements / 1000) << ties << " of " << elements;
+}
+
+TEST(Int8ResidualAdd, ResNet20MatchesTheSimulatedPath) {
+  auto model = make_converted("resnet20", QuantConfig(), 4);
+  Int8Engine engine(model, {1, 28, 28}, residual_options());
+  EXPECT_EQ(engine.plan().count(PlanOp::ResidualAddInt8), 6);
+  check_model("resnet20 integer adds", model, engine, 4.0);
+}
+
+TEST(Int8ResidualAdd, EveryLayerMatchesItsModuleOnTheEnginesInputs) {
+  for (const char* spec : {"resnet20:width=0.5", "mobilenet_v2_small"}) {
+    auto model = make_converted(spec, QuantConfig(), std::string(spec) == "mobilenet_v2_small" ? 6 : 40);
+    Int8Engine probe(model, {1, 28, 28}, residual_options());
+    EXPECT_GT(probe.plan().count(PlanOp::ResidualAddInt8), 0) << spec << "\n" << probe.plan().describe();
+    const Tensor x = fashion().test_x.narrow(0, 0, 64);
+    Int8Engine engine(model, {1, 28, 28}, residual_options(false));
+    engine.run(x);
+    // per_value_flips builds its own engine with the default options; check the residual plan here.
+    const auto& g = engine.plan().graph;
+    NoGradGuard no_grad;
+    double worst_share = 0, worst_steps = 0;
+    for (const auto& pn : engine.plan().nodes) {
+      if (pn.out.kind != quant::Want::Kind::U8 || g.nodes[pn.traced].kind != quant::TracedNode::Kind::Module) continue;
+      std::vector<Tensor> in;
+      for (int i : pn.inputs) in.push_back(engine.inspect(i));
+      Tensor v = in.size() == 1 ? g.nodes[pn.traced].module->forward(in[0]) : g.nodes[pn.traced].module->forward(in);
+      for (int f : pn.fused) v = g.nodes[f].module->forward(v);
+      const auto want = v.to_vector<float>(), got = engine.inspect(pn.output).to_vector<float>();
+      int64_t flips = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        const float w = (pn.out.grid.quantize(want[i]) - pn.out.grid.zero_point) * pn.out.grid.scale;
+        const double d = std::fabs(got[i] - w) / pn.out.grid.scale;
+        worst_steps = std::max(worst_steps, d);
+        flips += d > 0.5;
+      }
+      worst_share = std::max(worst_share, static_cast<double>(flips) / got.size());
+    }
+    std::printf("%-20s integer adds, per layer: max %.3f steps, at most %.4f%% of a value off by one step\n", spec,
+                worst_steps, 100 * worst_share);
+    EXPECT_LE(worst_steps, 1.0 + 1e-3) << spec;
+    EXPECT_LE(worst_share, 0.005) << spec;
+  }
+}
+
+TEST(Int8ResidualAdd, TilesAndThreadsDoNotChangeTheResult) {
+  auto model = make_converted("resnet20:width=0.5", QuantConfig(), 40);
+  Tensor x = fashion().test_x.narrow(0, 0, 100);
+  Int8Engine tiled(model, {1, 28, 28}, residual_options());
+  quant::Int8EngineOptions whole_options = residual_options();
+  whole_options.tile_bytes = 0;
+  Int8Engine whole(model, {1, 28, 28}, whole_options);
+  ASSERT_LT(tiled.tile(), 100);
+  const Tensor want = whole.run(x);
+  EXPECT_TRUE(testing::AllClose(tiled.run(x), want, 0, 0));
+  set_num_threads(1);
+  EXPECT_TRUE(testing::AllClose(tiled.run(x), want, 0, 0));
+  set_num_threads(0);
+  for (int64_t i : {0, 57})
+    EXPECT_TRUE(testing::AllClose(whole.run(x.narrow(0, i, 1)), want.narrow(0, i, 1), 0, 0)) << "image " << i;
+}
+
 }  // namespace
 }  // namespace qslim
