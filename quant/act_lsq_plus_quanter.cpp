@@ -1,5 +1,6 @@
 #include "quant/act_lsq_plus_quanter.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/grad_mode.h"
@@ -59,7 +60,11 @@ QuantParams ActLSQplusQuanter::quant_params() const {
   const double z = symmetric_ ? 0.0 : std::nearbyint(-param("beta").item() / s);
   QSLIM_CHECK(std::fabs(z) < 2147483647.0, "lsq_plus (activation): zero point ", z, " (beta ", param("beta").item(),
               ", step ", s, ") does not fit in i32");
-  return per_tensor_params(s, static_cast<int64_t>(z), grid(), rounding());
+  // The zero point must lie on the grid, so that 0.0 stays exactly representable (integer kernels
+  // pad with it). Training can push beta just past the grid's end on a post-ReLU input (measured:
+  // z = -129 on resnet20 LSQ+ W4A8); clamping shifts the range by that sliver to include 0.
+  const double zc = std::clamp(z, static_cast<double>(grid().qmin()), static_cast<double>(grid().qmax()));
+  return per_tensor_params(s, static_cast<int64_t>(zc), grid(), rounding());
 }
 
 double ActLSQplusQuanter::threshold() const {

@@ -302,6 +302,16 @@ TEST(WeightLsq, InitialisationPerTensorAndPerChannel) {
             std::string::npos);
 }
 
+TEST(ActLsq, ZeroPointIsClampedOntoTheGrid) {
+  // Data in [1.5, 3]: beta = 1.5 + 128 s, so -beta / s = -383, far below the grid's -128. The
+  // converted zero point must stay on the grid (0.0 exactly representable).
+  ActLSQplusQuanter q;
+  q.forward(vec({1.5, 2, 3}));
+  const double s = 1.5 / 255;
+  expect_rel(q.beta().item(), 1.5 + 128 * s);
+  EXPECT_EQ(q.quant_params().zero_points()[0], -128);
+}
+
 TEST(ActLsq, InitialisationFromFirstBatchAndZeroPoint) {
   Tensor x = vec({-1, 3, 0.5});
   ActLSQplusQuanter q;  // signed int8 [-128, 127], learnable beta
