@@ -10,6 +10,7 @@
 #include "nn/checkpoint.h"
 #include "nn/optim/sgd.h"
 #include "quant/int8_engine.h"
+#include "quant/converted_bn_fold.h"
 #include "quant/qat.h"
 #include "quant/quant_config.h"
 #include "quant/quantized_io.h"
@@ -101,6 +102,7 @@ Int8Figure bench_int8_model(const std::string& spec, const std::string& checkpoi
   }
   quant::convert(*model);
   model->eval();
+  quant::fold_converted_batch_norms(*model, randn({2, 1, 28, 28}));  // as qslim qat saves it
   quant::save_converted(tmp, *model, config, spec);
   f.int8_file_bytes = file_bytes_of(tmp);
 

@@ -27,7 +27,8 @@ struct Int8Figure {
   double fp32_img_s_bs256 = 0, int8_img_s_bs256 = 0;
   double fp32_latency_ms_bs1 = 0, int8_latency_ms_bs1 = 0;
   double fp32_file_bytes = 0, int8_file_bytes = 0;  // saved FP32 checkpoint vs converted file
-  double top1_agreement = 0;  // % of the timed batch where the engine's top-1 equals the simulated path's
+  double top1_agreement = 0;  // % of the timed (random) batch where the engine's top-1 equals the simulated path's;
+                             // near-ties are common on noise, see qslim eval --int8 --compare for test images
   // Per engine step, median seconds on one tile of images (the unit a thread runs at batch 256)
   // and at batch 1 (when asked).
   std::vector<std::pair<std::string, double>> profile, profile_bs1;

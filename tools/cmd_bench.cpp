@@ -65,7 +65,7 @@ void run_bench_int8(const BenchOptions& o) {
   }
   if (!o.json) {
     std::printf("| model | FP32 img/s (bs256) | INT8 img/s (bs256) | INT8/FP32 | FP32 bs1 ms | INT8 bs1 ms | "
-                "bs1 FP32/INT8 | file INT8/FP32 | top-1 agreement |");
+                "bs1 FP32/INT8 | file INT8/FP32 | top-1 agreement (random inputs) |");
     if (ref) std::printf(" PyTorch FP32 img/s | PyTorch INT8 img/s | PyTorch INT8 bs1 ms | ours/PyTorch INT8 bs256 | "
                          "ours/PyTorch INT8 bs1 |");
     std::printf("\n|---|---|---|---|---|---|---|---|---|%s\n", ref ? "---|---|---|---|---|" : "");
