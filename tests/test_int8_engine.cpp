@@ -37,17 +37,6 @@ using quant::PlanOp;
 using quant::QuantConfig;
 using quant::QuantSettings;
 
-#define EXPECT_ERROR_HAS(stmt, ...)                                                   \
-  do {                                                                                \
-    try {                                                                             \
-      stmt;                                                                           \
-      ADD_FAILURE() << "expected an error from " #stmt;                               \
-    } catch (const Error& e) {                                                        \
-      for (const char* part : {__VA_ARGS__}) EXPECT_NE(std::string(e.what()).find(part), std::string::npos) \
-          << "message: " << e.what() << "\nmissing: " << part;                        \
-    }                                                                                 \
-  } while (0)
-
 struct Data {
   Tensor train_x, train_y, test_x, test_y;
 };

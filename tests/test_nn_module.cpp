@@ -20,6 +20,8 @@ using namespace qslim;
 using namespace qslim::nn;
 using qslim::testing::AllClose;
 
+using qslim::testing::error_of;
+
 namespace {
 
 // A residual-style block whose children have names, as in torchvision (conv, bn).
@@ -55,15 +57,6 @@ std::vector<std::string> names_of(const NamedTensors& v) {
   std::vector<std::string> out;
   for (auto& [n, t] : v) out.push_back(n);
   return out;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }

@@ -29,16 +29,9 @@ using namespace qslim;
 using namespace qslim::quant;
 using qslim::testing::AllClose;
 
-namespace {
+using qslim::testing::error_of;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+namespace {
 
 Tensor vec(const std::vector<float>& v) { return from_vector(v, {static_cast<int64_t>(v.size())}); }
 

@@ -15,6 +15,8 @@
 using namespace qslim;
 using qslim::testing::AllClose;
 
+using qslim::testing::error_of;
+
 namespace {
 
 // Independent scalar references written from PyTorch's definitions.
@@ -55,15 +57,6 @@ Tensor kink_free_points() {
   return tensor({-7.5, -4.2, -3.3, -2.7, -1.6, -0.45, -0.08, 0.11, 0.62, 1.3, 2.2, 2.85, 3.2, 4.7, 5.6, 6.4, 8.9,
                  -12.0},
                 {3, 6}, DType::F64);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

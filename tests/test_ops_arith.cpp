@@ -14,6 +14,8 @@
 using namespace qslim;
 using qslim::testing::AllClose;
 
+using qslim::testing::error_of;
+
 namespace {
 
 using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
@@ -38,15 +40,6 @@ Tensor positive(const Shape& s, uint64_t seed) { return abs(away_from_zero(s, se
 void expect_gradcheck(const Fn& f, const std::vector<Tensor>& inputs, const std::string& what) {
   GradcheckResult r = gradcheck(f, inputs);
   EXPECT_TRUE(r.ok) << what << ": " << r.message;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 void expect_mentions(const std::string& msg, const std::vector<std::string>& parts) {

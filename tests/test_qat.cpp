@@ -37,24 +37,9 @@ using namespace qslim;
 using namespace qslim::quant;
 using qslim::testing::AllClose;
 
+using qslim::testing::error_of;
+
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-#define EXPECT_ERROR_HAS(stmt, ...)                                                               \
-  do {                                                                                            \
-    const std::string msg_ = error_of([&] { stmt; });                                             \
-    ASSERT_FALSE(msg_.empty()) << "no error from " #stmt;                                         \
-    for (const char* part_ : {__VA_ARGS__})                                                       \
-      EXPECT_NE(msg_.find(part_), std::string::npos) << "missing '" << part_ << "' in: " << msg_; \
-  } while (0)
 
 std::string temp_path(const std::string& name) { return ::testing::TempDir() + "qslim_qat_" + name; }
 

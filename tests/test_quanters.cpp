@@ -23,16 +23,9 @@ using namespace qslim;
 using namespace qslim::quant;
 using qslim::testing::AllClose;
 
-namespace {
+using qslim::testing::error_of;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+namespace {
 
 Tensor vec(std::initializer_list<double> v, DType dt = DType::F32) {
   return tensor(v, {static_cast<int64_t>(v.size())}, dt);

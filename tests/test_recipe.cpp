@@ -30,6 +30,8 @@ using namespace qslim;
 using namespace qslim::train;
 namespace fs = std::filesystem;
 
+using qslim::testing::error_of;
+
 namespace {
 
 fs::path temp_dir(const std::string& name) {
@@ -42,15 +44,6 @@ fs::path temp_dir(const std::string& name) {
 fs::path write_file(const fs::path& p, const std::string& text) {
   std::ofstream(p) << text;
   return p;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 fs::path source_dir() { return fs::path(__FILE__).parent_path().parent_path(); }

@@ -2,6 +2,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <initializer_list>
 #include <string>
 
@@ -15,6 +16,25 @@ namespace qslim::testing {
 
 // Path of the Fashion-MNIST directory, or "" when absent (tests that need it then fail loudly).
 std::string fashion_mnist_dir();
+
+// The message of the qslim::Error that f() throws, or "" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Asserts that `stmt` throws qslim::Error whose message contains every one of the given parts.
+#define EXPECT_ERROR_HAS(stmt, ...)                                                               \
+  do {                                                                                            \
+    const std::string msg_ = ::qslim::testing::error_of([&] { stmt; });                           \
+    ASSERT_FALSE(msg_.empty()) << "no error from " #stmt;                                         \
+    for (const char* part_ : {__VA_ARGS__})                                                       \
+      EXPECT_NE(msg_.find(part_), std::string::npos) << "missing '" << part_ << "' in: " << msg_; \
+  } while (0)
 
 // Expects f() to throw qslim::Error whose message contains every one of `parts`.
 template <typename F>
