@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <set>
 
+#include "core/factory.h"
 #include "models/registry.h"
 #include "nn/batchnorm.h"
 #include "nn/checkpoint.h"
@@ -299,6 +302,59 @@ void check_records(const nn::Module& model, const json& layers, const std::strin
   }
 }
 
+// Version 2 keeps each per-tensor step size and zero point only in the layer metadata (s, z):
+// as tensors they cost a header entry each, about 100 bytes for 4 or 8 bytes of data, which
+// mattered for small models. Per-channel steps stay tensors.
+nn::NamedTensors without_metadata_steps(const nn::Module& model) {
+  std::set<std::string> in_metadata;
+  for (const auto& [name, layer] : converted_layers(model))
+    for (const auto& rec : layer->quant_records())
+      if (!rec.params.per_channel())
+        for (const char* suffix : {"_scale", "_zero_point"}) in_metadata.insert(name + "." + rec.tensor + suffix);
+  nn::NamedTensors out;
+  for (auto& [name, t] : model.state_dict())
+    if (!in_metadata.count(name)) out.emplace_back(name, t);
+  return out;
+}
+
+// Rebuilds the step and zero-point tensors a version-2 file leaves out from the metadata's s and z.
+void add_metadata_steps(const nn::Module& model, const json& layers, nn::NamedTensors& tensors,
+                        const std::string& where) {
+  std::set<std::string> present;
+  for (const auto& [name, t] : tensors) present.insert(name);
+  std::set<std::string> wanted;
+  for (const auto& [name, t] : model.state_dict()) wanted.insert(name);
+  for (const json& e : layers) {
+    MetaReader r{where + ": layer '" + e.at("name").get<std::string>() + "'"};
+    for (const auto& item : r.at(e, "quant").items()) {
+      const std::string& tensor = item.key();
+      const json& rec = item.value();
+      if (!rec.contains("s")) continue;
+      const std::string prefix = e.at("name").get<std::string>() + "." + tensor;
+      const json& s = rec.at("s");
+      QSLIM_CHECK(s.is_number() && std::isfinite(s.get<double>()) && s.get<double>() > 0, r.where, ": ", tensor,
+                  " step size s must be a positive number, got ", s.dump());
+      const int64_t z = r.integer(rec, "z");
+      const QuantGrid grid = r.grid(rec);
+      QSLIM_CHECK(z >= grid.qmin() && z <= grid.qmax(), r.where, ": ", tensor, " zero point ", z, " lies outside ",
+                  grid.to_string());
+      if (wanted.count(prefix + "_scale") && !present.count(prefix + "_scale"))
+        tensors.emplace_back(prefix + "_scale", full({1}, static_cast<float>(s.get<double>())));
+      if (wanted.count(prefix + "_zero_point") && !present.count(prefix + "_zero_point"))
+        tensors.emplace_back(prefix + "_zero_point", full({1}, static_cast<double>(z), DType::I32));
+    }
+  }
+}
+
+// 1: every step and zero point also stored as a tensor; 2: per-tensor ones only in the metadata.
+int format_version(const std::map<std::string, std::string>& meta, const std::string& where) {
+  auto it = meta.find("format_version");
+  QSLIM_CHECK(it != meta.end(), where, ": metadata has no 'format_version'");
+  QSLIM_CHECK(it->second == "1" || it->second == "2", where, ": format_version '", it->second,
+              "' is not supported; allowed: 1, 2");
+  return std::stoi(it->second);
+}
+
 void check_format(const std::map<std::string, std::string>& meta, const std::string& where) {
   auto it = meta.find("format");
   QSLIM_CHECK(it != meta.end() && it->second == kConvertedFormat, where, ": not a ", kConvertedFormat,
@@ -344,11 +400,11 @@ void save_converted(const std::string& path, const nn::Module& model, const Quan
   }
   std::map<std::string, std::string> meta = extra_metadata;
   meta["format"] = kConvertedFormat;
-  meta["format_version"] = "1";
+  meta["format_version"] = "2";
   meta["model"] = model_spec;
   meta["quant_config"] = json::parse(config.to_json()).dump();
   meta["layers"] = layers.dump();
-  nn::save_tensors(path, model.state_dict(), meta);
+  nn::save_tensors(path, without_metadata_steps(model), meta);
 }
 
 std::map<std::string, std::string> converted_metadata(const std::string& path) {
@@ -373,7 +429,9 @@ nn::ModulePtr load_converted(const std::string& path, const ModelBuilder& build)
     QSLIM_FAIL(where, ": metadata 'layers' is not valid JSON: ", e.what());
   }
   const std::string spec = loaded.metadata.at("model");
+  const int version = format_version(loaded.metadata, where);
   nn::ModulePtr model = rebuild(spec, layers, where, build);
+  if (version >= 2) add_metadata_steps(*model, layers, loaded.tensors, where);
   try {
     model->load_state_dict(loaded.tensors, /*strict=*/true);
   } catch (const Error& e) {

@@ -7,6 +7,8 @@
 //             "output") its bits, grid and axis; per-tensor ones (activations) also the step s, zero
 //             point z, rounding and PaddleSlim threshold T = s * qmax; per-channel weights name
 //             their step tensor ("<layer>.weight_scale") and give the largest threshold T_max.
+//   "format_version": "2": per-tensor steps and zero points live only in "layers" (s, z), not as
+//             tensors; version-1 files, which also stored them as tensors, still load.
 // load_converted rebuilds the model from the spec and the layer entries (so layer rules, skip()
 // scopes and per-layer bits need no config replay), then loads every tensor strictly.
 #pragma once

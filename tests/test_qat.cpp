@@ -720,10 +720,30 @@ TEST(Convert, ErrorCases) {
   EXPECT_ERROR_HAS(load_converted(write_with("layers", "")), "no 'layers'");
   EXPECT_ERROR_HAS(load_converted(write_with("layers", "[{\"name\": \"conv9\"}]")), "conv9");
   EXPECT_ERROR_HAS(load_converted(write_with("format", "qslim-fp32")), "not a qslim-int8", "qslim-fp32");
+  EXPECT_ERROR_HAS(load_converted(write_with("format_version", "3")), "format_version '3'", "allowed: 1, 2");
+  // Version 2 keeps per-tensor steps only in the metadata; per-channel steps stay tensors.
+  std::set<std::string> names;
+  for (const auto& [name, t] : good.tensors) names.insert(name);
+  EXPECT_FALSE(names.count("conv1.input_scale") || names.count("conv1.input_zero_point"));
+  EXPECT_TRUE(names.count("conv1.weight_scale"));
   std::string layers = good.metadata.at("layers");
   const size_t pos = layers.find("\"s\":") + 4;
+  std::string negative = layers;
+  negative.insert(pos, "-");
+  EXPECT_ERROR_HAS(load_converted(write_with("layers", negative)), "conv1", "step size s must be a positive number");
+  std::string far_zero = layers;
+  far_zero.replace(far_zero.find("\"z\":0"), 5, "\"z\":300");
+  EXPECT_ERROR_HAS(load_converted(write_with("layers", far_zero)), "conv1", "zero point 300 lies outside");
+  // A version-1 file also stores them as tensors, and the two must agree.
+  auto meta_v1 = good.metadata;
+  meta_v1["format_version"] = "1";
+  nn::save_tensors(path + ".v1", model->state_dict(), meta_v1);
+  EXPECT_EQ(max_abs_diff(eval_forward(*load_converted(path + ".v1"), x), eval_forward(*model, x)), 0.0);
   layers.insert(pos, "1");  // a different step size for conv1's input
-  EXPECT_ERROR_HAS(load_converted(write_with("layers", layers)), "conv1", "disagree");
+  meta_v1["layers"] = layers;
+  nn::save_tensors(path + ".v1", model->state_dict(), meta_v1);
+  EXPECT_ERROR_HAS(load_converted(path + ".v1"), "conv1", "disagree");
+  std::remove((path + ".v1").c_str());
   std::string wrong_type = good.metadata.at("layers");
   wrong_type.replace(wrong_type.find("\"source\":\"Conv2D\""), 17, "\"source\":\"Linear\"");
   EXPECT_ERROR_HAS(load_converted(write_with("layers", wrong_type)), "conv1", "Linear", "Conv2D");
