@@ -45,47 +45,28 @@ Tensor ConvertedLayer::quantize_activation(const Tensor& x, const std::string& n
                        SteMode::Clipped);
 }
 
-// ---------------------------------------------------------------- ConvertedWeightLayer
+// ---------------------------------------------------------------- IntegerWeightLayer
 
-ConvertedWeightLayer::ConvertedWeightLayer(std::string source_type, const Shape& weight_shape,
-                                           const QuantGrid& weight_grid, int64_t weight_axis, const ActQuantSpec& input,
-                                           bool has_bias)
-    : ConvertedLayer(std::move(source_type)), weight_grid_(weight_grid), weight_axis_(weight_axis), input_(input) {
-  QSLIM_CHECK(weight_grid.kind() != GridKind::Unsigned, "Converted ", this->source_type(),
+IntegerWeightLayer::IntegerWeightLayer(const std::string& kind, std::string source_type, const Shape& weight_shape,
+                                       const QuantGrid& weight_grid, int64_t weight_axis, bool has_bias)
+    : ConvertedLayer(std::move(source_type)), weight_grid_(weight_grid), weight_axis_(weight_axis) {
+  QSLIM_CHECK(weight_grid.kind() != GridKind::Unsigned, kind, " ", this->source_type(),
               ": weights need a symmetric grid (narrow or signed), got ", weight_grid.to_string());
-  QSLIM_CHECK(weight_axis == 0 || weight_axis == -1, "Converted ", this->source_type(),
+  QSLIM_CHECK(weight_axis == 0 || weight_axis == -1, kind, " ", this->source_type(),
               ": weight steps are per output channel (axis 0) or per tensor (-1), got axis ", weight_axis);
   register_buffer("weight", zeros(weight_shape, weight_grid.storage_dtype()));
   register_buffer("weight_scale", ones({weight_axis == 0 ? weight_shape[0] : 1}));
-  register_activation("input");
   if (has_bias) register_buffer("bias", zeros({weight_shape[0]}));
 }
 
-void ConvertedWeightLayer::set_weight(const Tensor& float_weight, const QuantParams& wp) {
-  Tensor q = buffer("weight");
-  QSLIM_CHECK(float_weight.shape() == q.shape(), type_name(), ": weight ", shape_str(float_weight.shape()),
-              " does not match the layer's ", shape_str(q.shape()));
-  QSLIM_CHECK(wp.grid == weight_grid_, type_name(), ": weight quantization has grid ", wp.grid.to_string(),
-              " but the layer was built for ", weight_grid_.to_string());
-  QSLIM_CHECK(wp.axis == weight_axis_, type_name(), ": weight steps along axis ", wp.axis,
-              " but the layer was built for axis ", weight_axis_);
-  QSLIM_CHECK(wp.symmetric(), type_name(), ": weight quantization must be symmetric (zero points 0)");
-  QSLIM_CHECK(wp.channels() == buffer("weight_scale").numel(), type_name(), ": ", wp.channels(), " weight steps for ",
-              buffer("weight_scale").numel(), " channels");
-  q.copy_(quantize(float_weight.detach().to(DType::F32), wp));
-  buffer("weight_scale").copy_(wp.scale.reshape(buffer("weight_scale").shape()));
-}
-
-void ConvertedWeightLayer::set_input(const QuantParams& ip) { set_activation("input", input_, ip); }
-
-void ConvertedWeightLayer::set_bias(const Tensor& bias) {
+void IntegerWeightLayer::set_bias(const Tensor& bias) {
   QSLIM_CHECK(has_bias(), type_name(), ": the layer was built without a bias");
   QSLIM_CHECK(bias.shape() == buffer("bias").shape(), type_name(), ": bias ", shape_str(bias.shape()), " vs ",
               shape_str(buffer("bias").shape()));
   buffer("bias").copy_(bias.detach());
 }
 
-QuantParams ConvertedWeightLayer::weight_params() const {
+QuantParams IntegerWeightLayer::weight_params() const {
   QuantParams p;
   p.scale = buffer("weight_scale").clone();
   p.zero_point = zeros(p.scale.shape(), DType::I32);
@@ -94,9 +75,7 @@ QuantParams ConvertedWeightLayer::weight_params() const {
   return p;
 }
 
-QuantParams ConvertedWeightLayer::input_params() const { return activation_params("input", input_); }
-
-Tensor ConvertedWeightLayer::dequantized_weight() const {
+Tensor IntegerWeightLayer::dequantized_weight() const {
   const Tensor q = buffer("weight"), s = buffer("weight_scale");
   const void* keys[2] = {q.impl_ptr().get(), s.impl_ptr().get()};
   const uint64_t versions[2] = {q.version(), s.version()};
@@ -114,12 +93,41 @@ Tensor ConvertedWeightLayer::dequantized_weight() const {
   return cache_;
 }
 
+// ---------------------------------------------------------------- ConvertedWeightLayer
+
+ConvertedWeightLayer::ConvertedWeightLayer(std::string source_type, const Shape& weight_shape,
+                                           const QuantGrid& weight_grid, int64_t weight_axis, const ActQuantSpec& input,
+                                           bool has_bias)
+    : IntegerWeightLayer("Converted", std::move(source_type), weight_shape, weight_grid, weight_axis, has_bias),
+      input_(input) {
+  register_activation("input");
+}
+
+void ConvertedWeightLayer::set_weight(const Tensor& float_weight, const QuantParams& wp) {
+  Tensor q = buffer("weight");
+  QSLIM_CHECK(float_weight.shape() == q.shape(), type_name(), ": weight ", shape_str(float_weight.shape()),
+              " does not match the layer's ", shape_str(q.shape()));
+  QSLIM_CHECK(wp.grid == weight_grid(), type_name(), ": weight quantization has grid ", wp.grid.to_string(),
+              " but the layer was built for ", weight_grid().to_string());
+  QSLIM_CHECK(wp.axis == weight_axis(), type_name(), ": weight steps along axis ", wp.axis,
+              " but the layer was built for axis ", weight_axis());
+  QSLIM_CHECK(wp.symmetric(), type_name(), ": weight quantization must be symmetric (zero points 0)");
+  QSLIM_CHECK(wp.channels() == buffer("weight_scale").numel(), type_name(), ": ", wp.channels(), " weight steps for ",
+              buffer("weight_scale").numel(), " channels");
+  q.copy_(quantize(float_weight.detach().to(DType::F32), wp));
+  buffer("weight_scale").copy_(wp.scale.reshape(buffer("weight_scale").shape()));
+}
+
+void ConvertedWeightLayer::set_input(const QuantParams& ip) { set_activation("input", input_, ip); }
+
+QuantParams ConvertedWeightLayer::input_params() const { return activation_params("input", input_); }
+
 std::vector<ConvertedLayer::Record> ConvertedWeightLayer::quant_records() const {
   return {{"weight", weight_params()}, {"input", input_params()}};
 }
 
 std::string ConvertedWeightLayer::extra_repr() const {
-  return "weight=" + weight_grid_.to_string() + (weight_axis_ == 0 ? " per channel" : " per tensor") +
+  return "weight=" + weight_grid().to_string() + (weight_axis() == 0 ? " per channel" : " per tensor") +
          ", input=" + input_.grid.to_string() + ", bias=" + (has_bias() ? "True" : "False");
 }
 
@@ -135,7 +143,7 @@ ConvertedConv2D::ConvertedConv2D(const nn::Conv2D& geometry, const std::string& 
 Tensor ConvertedConv2D::forward(const Tensor& x) {
   QSLIM_CHECK(x.dim() == 4 && x.size(1) == in_, "ConvertedConv2D: expected input [N, ", in_, ", H, W], got ",
               shape_str(x.shape()));
-  return conv2d(quantize_input(x), dequantized_weight(), has_bias() ? buffer("bias") : Tensor(), p_);
+  return conv2d(quantize_input(x), dequantized_weight(), bias_or_undefined(), p_);
 }
 
 ConvertedLinear::ConvertedLinear(int64_t in_features, int64_t out_features, const QuantGrid& weight_grid,
@@ -146,7 +154,7 @@ ConvertedLinear::ConvertedLinear(int64_t in_features, int64_t out_features, cons
 Tensor ConvertedLinear::forward(const Tensor& x) {
   QSLIM_CHECK(x.dim() >= 1 && x.size(-1) == in_, "ConvertedLinear: input ", shape_str(x.shape()), " has last dim ",
               x.dim() >= 1 ? x.size(-1) : 0, " but the layer expects in_features=", in_);
-  return linear(quantize_input(x), dequantized_weight(), has_bias() ? buffer("bias") : Tensor());
+  return linear(quantize_input(x), dequantized_weight(), bias_or_undefined());
 }
 
 // ---------------------------------------------------------------- ConvertedOp

@@ -59,25 +59,46 @@ class ConvertedLayer : public nn::Module {
   std::string source_type_;
 };
 
+// An integer weight (i8 or i16, see QuantGrid::storage_dtype) with f32 steps per output channel
+// (axis 0) or per tensor (-1) on a symmetric grid, an optional f32 bias, and the dequantized
+// weight cache: what the converted (ConvertedWeightLayer) and weight-only (DynamicWeightLayer,
+// quant/dynamic_layers.h) layers share. Buffers: weight, weight_scale, bias (when present).
+class IntegerWeightLayer : public ConvertedLayer {
+ public:
+  void set_bias(const Tensor& bias);  // f32 [out]; the layer must have been built with a bias
+  QuantParams weight_params() const;
+  const QuantGrid& weight_grid() const { return weight_grid_; }
+  int64_t weight_axis() const { return weight_axis_; }
+  bool has_bias() const { return has_buffer("bias"); }
+  // The f32 weight the forward uses, (q - 0) * s; cached until the integer weight or steps change.
+  Tensor dequantized_weight() const;
+
+ protected:
+  // kind names the family in errors ("Converted", "Dynamic"); weight_grid must be symmetric.
+  IntegerWeightLayer(const std::string& kind, std::string source_type, const Shape& weight_shape,
+                     const QuantGrid& weight_grid, int64_t weight_axis, bool has_bias);
+  Tensor bias_or_undefined() const { return has_bias() ? buffer("bias") : Tensor(); }
+
+ private:
+  QuantGrid weight_grid_;
+  int64_t weight_axis_;
+  mutable Tensor cache_;
+  mutable const void* cache_key_[2] = {nullptr, nullptr};
+  mutable uint64_t cache_version_[2] = {0, 0};
+};
+
 // Shared by ConvertedConv2D and ConvertedLinear: integer weight, steps, input quantization, bias.
-class ConvertedWeightLayer : public ConvertedLayer {
+class ConvertedWeightLayer : public IntegerWeightLayer {
  public:
   // Quantizes the float weight with wp (grid and axis as built, symmetric) and stores the integers.
   void set_weight(const Tensor& float_weight, const QuantParams& wp);
   void set_input(const QuantParams& ip);
-  void set_bias(const Tensor& bias);  // f32 [out]; the layer must have been built with a bias
 
-  QuantParams weight_params() const;
   QuantParams input_params() const;
-  const QuantGrid& weight_grid() const { return weight_grid_; }
-  int64_t weight_axis() const { return weight_axis_; }
   const ActQuantSpec& input_spec() const { return input_; }
-  bool has_bias() const { return has_buffer("bias"); }
   // Leaf name of the sibling BatchNorm2D folded into this layer (now an Identity), or "".
   const std::string& folded_bn() const { return folded_bn_; }
   void set_folded_bn(const std::string& sibling) { folded_bn_ = sibling; }
-  // The f32 weight the forward uses, (q - 0) * s; cached until the integer weight or steps change.
-  Tensor dequantized_weight() const;
   std::vector<Record> quant_records() const override;
   std::string extra_repr() const override;
 
@@ -88,13 +109,8 @@ class ConvertedWeightLayer : public ConvertedLayer {
   Tensor quantize_input(const Tensor& x) const { return quantize_activation(x, "input", input_); }
 
  private:
-  QuantGrid weight_grid_;
-  int64_t weight_axis_;
   ActQuantSpec input_;
   std::string folded_bn_;
-  mutable Tensor cache_;
-  mutable const void* cache_key_[2] = {nullptr, nullptr};
-  mutable uint64_t cache_version_[2] = {0, 0};
 };
 
 class ConvertedConv2D : public ConvertedWeightLayer {

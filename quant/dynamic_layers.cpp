@@ -28,15 +28,8 @@ QuantGrid dynamic_grid(int bits, const std::string& who) {
 
 DynamicWeightLayer::DynamicWeightLayer(std::string source_type, const Shape& weight_shape, int bits,
                                        int64_t weight_axis, bool has_bias)
-    : ConvertedLayer(std::move(source_type)),
-      grid_(dynamic_grid(bits, "Dynamic " + this->source_type())),
-      axis_(weight_axis) {
-  QSLIM_CHECK(weight_axis == 0 || weight_axis == -1, "Dynamic ", this->source_type(),
-              ": weight steps are per output channel (axis 0) or per tensor (-1), got axis ", weight_axis);
-  register_buffer("weight", zeros(weight_shape, grid_.storage_dtype()));
-  register_buffer("weight_scale", ones({weight_axis == 0 ? weight_shape[0] : 1}));
-  if (has_bias) register_buffer("bias", zeros({weight_shape[0]}));
-}
+    : IntegerWeightLayer("Dynamic", source_type, weight_shape, dynamic_grid(bits, "Dynamic " + source_type),
+                         weight_axis, has_bias) {}
 
 void DynamicWeightLayer::quantize_weight(const Tensor& float_weight) {
   Tensor q = buffer("weight");
@@ -46,9 +39,9 @@ void DynamicWeightLayer::quantize_weight(const Tensor& float_weight) {
               dtype_name(float_weight.dtype()));
   const Tensor w = float_weight.detach().to(DType::F32).contiguous();
   const float* pw = w.data<float>();
-  const int64_t channels = axis_ == 0 ? q.size(0) : 1;
+  const int64_t channels = weight_axis() == 0 ? q.size(0) : 1;
   const int64_t per = w.numel() / channels;
-  const double qmax = static_cast<double>(grid_.qmax());
+  const double qmax = static_cast<double>(weight_grid().qmax());
   std::vector<double> scales(channels);
   for (int64_t c = 0; c < channels; ++c) {
     float m = 0;
@@ -59,51 +52,15 @@ void DynamicWeightLayer::quantize_weight(const Tensor& float_weight) {
     }
     scales[c] = static_cast<double>(m) / qmax;  // floored at kScaleFloor by per_channel_params
   }
-  const QuantParams p = per_channel_params(scales, axis_, grid_);
+  const QuantParams p = per_channel_params(scales, weight_axis(), weight_grid());
   q.copy_(quantize(w, p));
   buffer("weight_scale").copy_(p.scale);
-}
-
-void DynamicWeightLayer::set_bias(const Tensor& bias) {
-  QSLIM_CHECK(has_bias(), type_name(), ": the layer was built without a bias");
-  QSLIM_CHECK(bias.shape() == buffer("bias").shape(), type_name(), ": bias ", shape_str(bias.shape()), " vs ",
-              shape_str(buffer("bias").shape()));
-  buffer("bias").copy_(bias.detach());
-}
-
-QuantParams DynamicWeightLayer::weight_params() const {
-  QuantParams p;
-  p.scale = buffer("weight_scale").clone();
-  p.zero_point = zeros(p.scale.shape(), DType::I32);
-  p.axis = axis_;
-  p.grid = grid_;
-  return p;
-}
-
-Tensor DynamicWeightLayer::dequantized_weight() const {
-  const Tensor q = buffer("weight"), s = buffer("weight_scale");
-  const void* keys[2] = {q.impl_ptr().get(), s.impl_ptr().get()};
-  const uint64_t versions[2] = {q.version(), s.version()};
-  const bool fresh = cache_.defined() && keys[0] == cache_key_[0] && keys[1] == cache_key_[1] &&
-                     versions[0] == cache_version_[0] && versions[1] == cache_version_[1];
-  if (!fresh) {
-    QuantParams p;
-    p.scale = s;
-    p.axis = axis_;
-    p.grid = grid_;
-    cache_ = dequantize(q, p);
-    for (int i = 0; i < 2; ++i) {
-      cache_key_[i] = keys[i];
-      cache_version_[i] = versions[i];
-    }
-  }
-  return cache_;
 }
 
 std::vector<ConvertedLayer::Record> DynamicWeightLayer::quant_records() const { return {{"weight", weight_params()}}; }
 
 std::string DynamicWeightLayer::extra_repr() const {
-  return source_type() + ", weight=" + grid_.to_string() + (axis_ == 0 ? " per channel" : " per tensor") +
+  return source_type() + ", weight=" + weight_grid().to_string() + (weight_axis() == 0 ? " per channel" : " per tensor") +
          ", activations=f32, bias=" + (has_bias() ? "True" : "False");
 }
 

@@ -20,33 +20,17 @@
 
 namespace qslim::quant {
 
-class DynamicWeightLayer : public ConvertedLayer {
+class DynamicWeightLayer : public IntegerWeightLayer {
  public:
   // Quantizes `float_weight` (the float layer's weight, f32) onto the layer's grid: per output
   // channel when the layer was built with axis 0, else per tensor. The steps come from max|w|.
   void quantize_weight(const Tensor& float_weight);
-  void set_bias(const Tensor& bias);  // f32 [out]; the layer must have been built with a bias
-
-  const QuantGrid& weight_grid() const { return grid_; }
-  int64_t weight_axis() const { return axis_; }
-  bool has_bias() const { return has_buffer("bias"); }
-  QuantParams weight_params() const;
-  // (q - 0) * s as f32, cached until the integer weight or the steps change.
-  Tensor dequantized_weight() const;
   std::vector<Record> quant_records() const override;
   std::string extra_repr() const override;
 
  protected:
   // bits 8 or 16; weight_axis 0 (per output channel) or -1 (per tensor).
   DynamicWeightLayer(std::string source_type, const Shape& weight_shape, int bits, int64_t weight_axis, bool has_bias);
-  Tensor bias_or_undefined() const { return has_bias() ? buffer("bias") : Tensor(); }
-
- private:
-  QuantGrid grid_;
-  int64_t axis_;
-  mutable Tensor cache_;
-  mutable const void* cache_key_[2] = {nullptr, nullptr};
-  mutable uint64_t cache_version_[2] = {0, 0};
 };
 
 class DynamicQuantLinear : public DynamicWeightLayer {
