@@ -462,6 +462,8 @@ Tensor Int8Engine::inspect(int traced_value) const {
   QSLIM_CHECK(!options_.reuse_buffers, "Int8Engine::inspect: build the engine with reuse_buffers = false to keep "
               "the values of a run");
   const int id = native_[traced_value];
+  QSLIM_CHECK(id >= 0, "Int8Engine::inspect: value ", traced_value,
+              " is not held by the engine (fused into the step that consumes it)");
   const EValue& v = values_[id];
   const int64_t n = last_batch_, numel = v.numel();
   const void* src = v.buffer < 0 ? ctxs_[0].input.raw_data() : ctxs_[0].at(v.buffer);
