@@ -9,8 +9,10 @@
 //
 // Which BN follows which conv is taken from the data flow, not from registration order: one
 // traced forward of `example` (eval mode, no gradients) must show the BN consuming exactly that
-// conv's output, used by nothing else, and the two must be siblings. The outputs on `example`
-// before and after are compared; a mismatch throws (and would be a bug).
+// conv's output, used by nothing else, and the two must be siblings. Each folded conv, run on the
+// input the conv saw in that forward, must reproduce the BN's output up to float rounding; a
+// mismatch throws (and would be a bug). The whole model's output is not compared: rounding-level
+// differences can move an activation downstream across a quantization boundary, a full step.
 #pragma once
 #include <string>
 #include <vector>

@@ -3,6 +3,7 @@
 // BNs that really consume a conv's output are folded.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "autograd/grad_mode.h"
@@ -40,10 +41,11 @@ void randomize_batch_norms(nn::Module& model, uint64_t seed) {
   }
 }
 
-nn::ModulePtr converted_model(const std::string& spec, const Tensor& calib) {
+nn::ModulePtr converted_model(const std::string& spec, const Tensor& calib,
+                              const quant::QuantConfig& config = quant::QuantConfig()) {
   nn::ModulePtr m = models::create_model(spec);
   randomize_batch_norms(*m, 3);
-  quant::quant_aware(*m, quant::QuantConfig());
+  quant::quant_aware(*m, config);
   m->train(true);
   {
     NoGradGuard no_grad;
@@ -94,6 +96,37 @@ TEST(ConvertedBnFold, MobileNetV2SmallOutputsUnchangedAndFileSmaller) {
   loaded->train(false);
   NoGradGuard no_grad;
   EXPECT_TRUE(qslim::testing::AllClose(loaded->forward(x), after, 0, 0));
+}
+
+// The rounding-level difference between conv-then-BN and the folded conv moves a few activations
+// downstream across a quantization boundary, so the model's output changes by more than float
+// rounding (here 0.0043 on outputs up to 0.48; a whole-model check with a 1e-3 relative limit
+// refused this fold of resnet20 W4A8), while each folded conv matches its conv and BN on the same
+// input.
+TEST(ConvertedBnFold, RoundingFlipsDownstreamDoNotFailTheFold) {
+  quant::QuantSettings settings;
+  settings.weight_bits = 4;
+  settings.activation_bits = 8;
+  const quant::QuantConfig config(settings);
+  Generator g(21);
+  const Tensor x = randn({64, 1, 28, 28}, DType::F32, &g);
+  nn::ModulePtr m = converted_model("resnet20", x, config);
+  const int64_t bns = count_batch_norms(*m);
+  ASSERT_GT(bns, 18);
+  Tensor before;
+  {
+    NoGradGuard no_grad;
+    before = m->forward(x);
+  }
+  const std::vector<std::string> folded = quant::fold_converted_batch_norms(*m, x);
+  EXPECT_EQ(static_cast<int64_t>(folded.size()), bns);
+  NoGradGuard no_grad;
+  const Tensor after = m->forward(x);
+  // Still the same function: the outputs differ only where an activation moved by a step.
+  const std::vector<float> a = before.to_vector<float>(), b = after.to_vector<float>();
+  double mean_diff = 0, mean_abs = 0;
+  for (size_t i = 0; i < a.size(); ++i) mean_diff += std::fabs(a[i] - b[i]), mean_abs += std::fabs(a[i]);
+  EXPECT_LT(mean_diff, 1e-3 * mean_abs);
 }
 
 TEST(ConvertedBnFold, NegativeGammaFlipsTheIntegerWeights) {
