@@ -10,6 +10,7 @@
 #include "nn/checkpoint.h"
 #include "quant/dynamic_quant.h"
 #include "quant/quantized_io.h"
+#include "tools/checkpoint_job.h"
 #include "tools/commands.h"
 #include "train/dataset_spec.h"
 #include "train/train_state.h"
@@ -22,88 +23,49 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 struct DynamicArgs {
-  std::string from, out_dir, model, dataset, data_dir;
+  std::string from, out_dir;
   quant::DynamicOptions options;
-  int threads = 0;
-  int64_t limit = -1;
-  bool json = false;
+  CheckpointJobOptions job;
 };
-
-std::string meta_or(const std::map<std::string, std::string>& m, const char* key, const std::string& fallback) {
-  auto it = m.find(key);
-  return it == m.end() ? fallback : it->second;
-}
-
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
-
-struct EvalData {
-  std::shared_ptr<const data::Dataset> test;
-  std::vector<float> mean, std;
-  std::string dataset, description;
-};
-
-// The test split and normalisation the checkpoint was trained with (as qslim eval does).
-EvalData load_eval_data(const DynamicArgs& a, const std::map<std::string, std::string>& meta) {
-  train::DatasetSpec ds =
-      train::DatasetSpec::parse(a.dataset.empty() ? meta_or(meta, "dataset", "fashion-mnist") : a.dataset);
-  if (ds.kind == "fashion-mnist" && !a.data_dir.empty()) ds.dir = a.data_dir;
-  const bool has_stats = meta.count("mean") && meta.count("std");
-  train::LoadedData data = train::load_dataset(ds, a.limit, /*with_train=*/!has_stats && ds.kind != "fashion-mnist");
-  EvalData e;
-  if (has_stats) {
-    e.mean = train::parse_float_list(meta.at("mean"), a.from + ": metadata 'mean'");
-    e.std = train::parse_float_list(meta.at("std"), a.from + ": metadata 'std'");
-  } else {
-    train::normalization_for(ds, data, e.mean, e.std);
-  }
-  e.test = data.test;
-  e.dataset = ds.str();
-  e.description = data.description;
-  return e;
-}
 
 void run_dynamic(const DynamicArgs& a) {
-  set_num_threads(a.threads);
+  set_num_threads(a.job.threads);
   a.options.validate();
   QSLIM_CHECK(fs::exists(a.from), "dynamic: checkpoint ", a.from, " does not exist");
   const std::string label = "INT" + std::to_string(a.options.weight_bits);
 
   // Quantize and write the files first: a checkpoint that cannot be quantized fails before data loading.
-  const quant::DynamicFiles files = quant::quant_post_dynamic(a.from, a.out_dir, a.options, a.model);
+  const quant::DynamicFiles files = quant::quant_post_dynamic(a.from, a.out_dir, a.options, a.job.model);
   auto loaded = nn::load_tensors(a.from);
   nn::ModulePtr fp32_model = models::create_model(files.model_spec);
   fp32_model->load_state_dict(loaded.tensors, /*strict=*/true);
-  const EvalData data = load_eval_data(a, loaded.metadata);
+  const CheckpointData e = load_checkpoint_data(a.job, loaded.metadata, a.from, /*with_train=*/false);
 
   std::vector<std::string> names;
   for (const quant::DynamicLayer& l : files.layers) names.push_back(l.name);
   std::printf("dynamic quantization of %s (%s): %s %s weights, FP32 activations; %s, %lld test images\n",
               files.model_spec.c_str(), a.from.c_str(), label.c_str(), a.options.weight_quantize_type.c_str(),
-              data.description.c_str(), static_cast<long long>(data.test->size()));
+              e.data.description.c_str(), static_cast<long long>(e.data.test->size()));
   std::printf("quantizing %s\n", join(names).c_str());
   std::fflush(stdout);
 
-  const train::EvalResult fp32 = train::evaluate(*fp32_model, data.test, data.mean, data.std);
+  const train::EvalResult fp32 = train::evaluate(*fp32_model, e.data.test, e.mean, e.std);
   nn::ModulePtr reloaded = quant::load_converted(files.quantized);
-  const train::EvalResult q = train::evaluate(*reloaded, data.test, data.mean, data.std);
+  const train::EvalResult q = train::evaluate(*reloaded, e.data.test, e.mean, e.std);
   train::EvalResult test_model;
   if (!files.test_model.empty()) {
     nn::ModulePtr m = models::create_model(files.model_spec);
     nn::load_module(files.test_model, *m, /*strict=*/true);
-    test_model = train::evaluate(*m, data.test, data.mean, data.std);
+    test_model = train::evaluate(*m, e.data.test, e.mean, e.std);
   }
 
   const auto fp32_bytes = static_cast<int64_t>(fs::file_size(a.from));
   const auto q_bytes = static_cast<int64_t>(fs::file_size(files.quantized));
   const double ratio = static_cast<double>(q_bytes) / static_cast<double>(fp32_bytes);
   const double diff = q.top1 - fp32.top1;
-  if (a.json) {
+  if (a.job.json) {
     json j = {{"model", files.model_spec},
-              {"dataset", data.dataset},
+              {"dataset", e.spec.str()},
               {"checkpoint", a.from},
               {"weight_bits", a.options.weight_bits},
               {"weight_quantize_type", a.options.weight_quantize_type},
@@ -154,12 +116,8 @@ void add_dynamic_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--generate-test-model", a->options.generate_test_model,
                 "Also write an FP32 checkpoint of the dequantized weights");
-  cmd->add_option("--model", a->model, "Model spec (default: the one recorded in the checkpoint)");
-  cmd->add_option("--dataset", a->dataset, "Dataset spec (default: the one recorded in the checkpoint)");
-  cmd->add_option("--data-dir", a->data_dir, "Fashion-MNIST directory");
-  cmd->add_option("--threads", a->threads, "Threads (default: QSLIM_NUM_THREADS or all cores)");
-  cmd->add_option("--limit", a->limit, "Evaluate only the first N test images");
-  cmd->add_flag("--json", a->json, "Also print the figures as one JSON line");
+  add_checkpoint_job_options(cmd, a->job, "Evaluate only the first N test images",
+                             "Also print the figures as one JSON line");
   cmd->callback([a] { run_dynamic(*a); });
 }
 

@@ -13,6 +13,7 @@
 #include "nn/checkpoint.h"
 #include "quant/int8_engine.h"
 #include "quant/quantized_io.h"
+#include "tools/checkpoint_job.h"
 #include "tools/commands.h"
 #include "train/dataset_spec.h"
 #include "train/metrics.h"
@@ -23,11 +24,9 @@ namespace qslim::tools {
 
 namespace {
 struct EvalArgs {
-  std::string checkpoint, model, dataset, data_dir;
-  int threads = 0;
-  int64_t limit = -1;
+  std::string checkpoint;
+  CheckpointJobOptions job;
   int64_t batch_size = 256;
-  bool json = false;
   bool int8 = false;
   bool compare = false;
 };
@@ -79,16 +78,11 @@ Int8Eval eval_int8(const nn::ModulePtr& model, const train::LoadedData& data, co
   return r;
 }
 
-std::string meta_or(const std::map<std::string, std::string>& m, const char* key, const std::string& fallback) {
-  auto it = m.find(key);
-  return it == m.end() ? fallback : it->second;
-}
-
 void run_eval(const EvalArgs& a) {
-  set_num_threads(a.threads);
+  set_num_threads(a.job.threads);
   auto loaded = nn::load_tensors(a.checkpoint);
   const auto& meta = loaded.metadata;
-  std::string spec = a.model.empty() ? meta_or(meta, "model", "") : a.model;
+  std::string spec = a.job.model.empty() ? meta_or(meta, "model", "") : a.job.model;
   QSLIM_CHECK(!spec.empty(), a.checkpoint,
               ": no 'model' entry in the checkpoint metadata; pass --model to say which network it holds");
   // A training state holds the model's tensors unprefixed beside "optim." and "sched." entries.
@@ -99,9 +93,9 @@ void run_eval(const EvalArgs& a) {
   // A converted INT8 model (qslim qat / ptq) is rebuilt from its own metadata and runs on the
   // simulated path; --model cannot reinterpret it.
   const bool converted = meta_or(meta, "format", "") == quant::kConvertedFormat;
-  QSLIM_CHECK(!converted || a.model.empty() || a.model == meta_or(meta, "model", ""), a.checkpoint,
+  QSLIM_CHECK(!converted || a.job.model.empty() || a.job.model == meta_or(meta, "model", ""), a.checkpoint,
               ": is a converted INT8 model of '", meta_or(meta, "model", ""), "' (", quant::kConvertedFormat,
-              "); --model ", a.model, " does not apply to it");
+              "); --model ", a.job.model, " does not apply to it");
   QSLIM_CHECK(!a.int8 || converted, a.checkpoint, ": --int8 runs converted INT8 files (", quant::kConvertedFormat,
               ", written by qslim qat / ptq / dynamic); this file is ",
               meta_or(meta, "format", "an FP32 checkpoint"));
@@ -117,23 +111,15 @@ void run_eval(const EvalArgs& a) {
       QSLIM_FAIL(a.checkpoint, ": does not fit model '", spec, "': ", e.what());
     }
   }
-  const std::string dataset_text = a.dataset.empty() ? meta_or(meta, "dataset", "fashion-mnist") : a.dataset;
-  train::DatasetSpec ds = train::DatasetSpec::parse(dataset_text);
-  if (ds.kind == "fashion-mnist" && !a.data_dir.empty()) ds.dir = a.data_dir;
-  std::vector<float> mean, std;
-  const bool has_stats = meta.count("mean") && meta.count("std");
-  train::LoadedData data = train::load_dataset(ds, a.limit, /*with_train=*/!has_stats && ds.kind != "fashion-mnist");
-  if (has_stats) {
-    mean = train::parse_float_list(meta.at("mean"), a.checkpoint + ": metadata 'mean'");
-    std = train::parse_float_list(meta.at("std"), a.checkpoint + ": metadata 'std'");
-  } else {
-    train::normalization_for(ds, data, mean, std);
-  }
+  const CheckpointData e = load_checkpoint_data(a.job, meta, a.checkpoint, /*with_train=*/false);
+  const train::DatasetSpec& ds = e.spec;
+  const train::LoadedData& data = e.data;
+  const std::vector<float>&mean = e.mean, &std = e.std;
   QSLIM_CHECK(mean.size() == 1 || static_cast<int64_t>(mean.size()) == data.channels, a.checkpoint, ": ",
               mean.size(), " normalisation means for ", data.channels, "-channel images of ", ds.str());
   if (a.int8) {
     const Int8Eval r = eval_int8(model, data, mean, std, a.batch_size, a.compare);
-    if (a.json) {
+    if (a.job.json) {
       nlohmann::json j = {{"checkpoint", a.checkpoint}, {"model", spec},  {"dataset", ds.str()}, {"int8", true},
                           {"engine", "int8"},           {"top1", r.top1}, {"top5", r.top5},      {"samples", r.samples}};
       if (a.compare) {
@@ -153,7 +139,7 @@ void run_eval(const EvalArgs& a) {
     return;
   }
   auto r = train::evaluate(*model, data.test, mean, std, a.batch_size);
-  if (a.json) {
+  if (a.job.json) {
     nlohmann::json j = {{"checkpoint", a.checkpoint}, {"model", spec}, {"dataset", ds.str()}, {"top1", r.top1},
                         {"int8", converted},         {"top5", r.top5},           {"loss", r.loss}, {"samples", r.samples}};
     std::printf("%s\n", j.dump().c_str());
@@ -171,15 +157,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("checkpoint,--checkpoint", a->checkpoint,
                   "model.safetensors or train_state.safetensors written by qslim train, or a converted INT8 file")
       ->required();
-  cmd->add_option("--model", a->model, "Model spec (default: the one recorded in the checkpoint)");
-  cmd->add_option("--dataset", a->dataset,
-                  "fashion-mnist[:DIR] | cifar10:DIR | cifar100:DIR | folder:DIR[:size=N,gray] (default: the one "
-                  "recorded in the checkpoint, else fashion-mnist)");
-  cmd->add_option("--data-dir", a->data_dir, "Fashion-MNIST directory");
-  cmd->add_option("--threads", a->threads, "Threads");
   cmd->add_option("--batch-size", a->batch_size, "Batch size")->capture_default_str();
-  cmd->add_option("--limit", a->limit, "Evaluate only the first N test images");
-  cmd->add_flag("--json", a->json, "Print the figures as one JSON line");
+  add_checkpoint_job_options(cmd, a->job, "Evaluate only the first N test images", "Print the figures as one JSON line");
   cmd->add_flag("--int8", a->int8, "Run a converted INT8 file on the integer engine (default: simulated path)");
   cmd->add_flag("--compare", a->compare, "With --int8: also run the simulated path and report the top-1 agreement");
   cmd->callback([a] { run_eval(*a); });

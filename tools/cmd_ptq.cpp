@@ -12,6 +12,7 @@
 #include "nn/checkpoint.h"
 #include "quant/quant_post_static.h"
 #include "quant/quantized_io.h"
+#include "tools/checkpoint_job.h"
 #include "tools/commands.h"
 #include "tools/peak_rss.h"
 #include "tools/progress.h"
@@ -28,19 +29,15 @@ namespace fs = std::filesystem;
 constexpr const char* kInt8File = "model_int8.safetensors";
 
 struct PtqArgs {
-  std::string from, out_dir, data_dir, dataset, model;
+  std::string from, out_dir;
+  CheckpointJobOptions job;
   std::string algo = "hist", weight_quantize_type = "channel_wise_abs_max", round_type = "round";
   std::string quantize_op_types, cache_dir, kl_start = "tensorrt";
-  int64_t batch_size = 16, batch_nums = 10, keep_fp32 = 0, adaround_iters = 1000, limit = -1;
-  int weight_bits = 8, activation_bits = 8, threads = 0;
+  int64_t batch_size = 16, batch_nums = 10, keep_fp32 = 0, adaround_iters = 1000;
+  int weight_bits = 8, activation_bits = 8;
   double hist_percent = 0.99999;
-  bool bias_correction = false, report = false, full_quantize = false, measure_overhead = false, json = false;
+  bool bias_correction = false, report = false, full_quantize = false, measure_overhead = false;
 };
-
-std::string meta_or(const std::map<std::string, std::string>& m, const char* key, const std::string& fallback) {
-  auto it = m.find(key);
-  return it == m.end() ? fallback : it->second;
-}
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
@@ -50,12 +47,6 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
-
 std::string float_list(const std::vector<float>& v) {
   std::string s;
   for (float x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
@@ -63,7 +54,7 @@ std::string float_list(const std::vector<float>& v) {
 }
 
 void run_ptq(const PtqArgs& a) {
-  set_num_threads(a.threads);
+  set_num_threads(a.job.threads);
   quant::QuantPostStaticOptions o;
   o.algo = a.algo;
   o.weight_quantize_type = a.weight_quantize_type;
@@ -89,42 +80,20 @@ void run_ptq(const PtqArgs& a) {
   QSLIM_CHECK(o.round_type == "round" || o.round_type == "adaround", "ptq: unknown --round-type '", o.round_type,
               "'; allowed: round, adaround");
 
-  // The FP32 checkpoint.
-  QSLIM_CHECK(fs::exists(a.from), "ptq: checkpoint ", a.from, " does not exist");
-  auto loaded = nn::load_tensors(a.from);
-  const auto& meta = loaded.metadata;
-  const std::string format = meta_or(meta, "format", "");
-  QSLIM_CHECK(format.empty() || format == train::kModelFormat, "ptq: ", a.from, " is a '", format,
-              "' file; --from takes an FP32 model checkpoint ('", train::kModelFormat,
-              "', the model.safetensors written by qslim train)");
-  const std::string spec = a.model.empty() ? meta_or(meta, "model", "") : a.model;
-  QSLIM_CHECK(!spec.empty(), "ptq: ", a.from,
-              ": no 'model' entry in the checkpoint metadata; pass --model to say which network it holds");
-  nn::ModulePtr model = models::create_model(spec);
-  try {
-    model->load_state_dict(loaded.tensors, true);
-  } catch (const Error& e) {
-    QSLIM_FAIL("ptq: ", a.from, ": does not fit model '", spec, "': ", e.what());
-  }
-
-  // Data: calibration from the training split, accuracy on the test split.
-  train::DatasetSpec ds =
-      train::DatasetSpec::parse(a.dataset.empty() ? meta_or(meta, "dataset", "fashion-mnist") : a.dataset);
-  if (ds.kind == "fashion-mnist" && !a.data_dir.empty()) ds.dir = a.data_dir;
-  train::LoadedData data = train::load_dataset(ds, a.limit, /*with_train=*/true);
-  std::vector<float> mean, std;
-  if (meta.count("mean") && meta.count("std")) {
-    mean = train::parse_float_list(meta.at("mean"), a.from + ": metadata 'mean'");
-    std = train::parse_float_list(meta.at("std"), a.from + ": metadata 'std'");
-  } else {
-    train::normalization_for(ds, data, mean, std);
-  }
+  // The FP32 checkpoint; calibration from the training split, accuracy on the test split.
+  Fp32Checkpoint ckpt = load_fp32_checkpoint("ptq", a.from, a.job.model);
+  const std::string& spec = ckpt.spec;
+  nn::ModulePtr model = ckpt.model;
+  const CheckpointData e = load_checkpoint_data(a.job, ckpt.metadata, a.from, /*with_train=*/true);
+  const train::DatasetSpec& ds = e.spec;
+  const train::LoadedData& data = e.data;
+  const std::vector<float>&mean = e.mean, &std = e.std;
   data::DataLoaderOptions lo;
   lo.batch_size = a.batch_size;
   lo.transform = std::make_shared<data::Normalize>(mean, std);
   quant::CalibrationData calib;
   calib.loader = std::make_shared<data::DataLoader>(data.train, lo);
-  calib.cache_key = "train split of " + ds.str() + "|limit=" + std::to_string(a.limit) + "|mean=" + float_list(mean) +
+  calib.cache_key = "train split of " + ds.str() + "|limit=" + std::to_string(a.job.limit) + "|mean=" + float_list(mean) +
                     "|std=" + float_list(std);
 
   std::printf("PTQ of %s (%s) on %s: algo %s, W%dA%d %s weights, %lld batches of %lld from %lld train images\n",
@@ -187,7 +156,7 @@ void run_ptq(const PtqArgs& a) {
   const double ratio = static_cast<double>(int8_bytes) / static_cast<double>(fp32_bytes);
   const double diff = int8.top1 - fp32.top1;
   const double rss = peak_rss_mib();
-  if (a.json) {
+  if (a.job.json) {
     json j = {{"model", spec},
               {"dataset", ds.str()},
               {"checkpoint", a.from},
@@ -273,12 +242,8 @@ void add_ptq_command(CLI::App& app) {
   cmd->add_option("--cache-dir", a->cache_dir, "Cache the calibration batches in this directory and reuse them");
   cmd->add_flag("--measure-overhead", a->measure_overhead,
                 "Also time the same forwards without observers (calibration cost ratio)");
-  cmd->add_option("--model", a->model, "Model spec (default: the one recorded in the checkpoint)");
-  cmd->add_option("--dataset", a->dataset, "Dataset spec (default: the one recorded in the checkpoint)");
-  cmd->add_option("--data-dir", a->data_dir, "Fashion-MNIST directory");
-  cmd->add_option("--threads", a->threads, "Threads (default: QSLIM_NUM_THREADS or all cores)");
-  cmd->add_option("--limit", a->limit, "Use only the first N training and test images");
-  cmd->add_flag("--json", a->json, "Also print the figures as one JSON line");
+  add_checkpoint_job_options(cmd, a->job, "Use only the first N training and test images",
+                             "Also print the figures as one JSON line");
   cmd->callback([a] { run_ptq(*a); });
 }
 

@@ -20,6 +20,7 @@
 #include "quant/qat.h"
 #include "quant/quant_config.h"
 #include "quant/quantized_io.h"
+#include "tools/checkpoint_job.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
 #include "train/dataset_spec.h"
@@ -36,10 +37,8 @@ namespace fs = std::filesystem;
 constexpr const char* kInt8File = "model_int8.safetensors";
 
 struct QatArgs {
-  std::string from, recipe, out_dir, data_dir, dataset, model;
-  int threads = 0;
-  int64_t limit = -1;
-  bool json = false;
+  std::string from, recipe, out_dir;
+  CheckpointJobOptions job;
   // Flags that override the recipe's "train" values when given.
   std::string epochs, lr, batch_size, seed;
   CLI::Option *epochs_opt = nullptr, *lr_opt = nullptr, *batch_size_opt = nullptr, *seed_opt = nullptr;
@@ -70,12 +69,6 @@ std::vector<std::string> train_keys() {
   for (const std::string& key : train::recipe_keys())
     if (key != "model" && key != "dataset" && key != "mean" && key != "std" && key != "notes") k.push_back(key);
   return k;
-}
-
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
 }
 
 struct QatRecipe {
@@ -130,38 +123,6 @@ QatRecipe read_recipe(const std::string& path) {
   return r;
 }
 
-std::string meta_or(const std::map<std::string, std::string>& m, const char* key, const std::string& fallback) {
-  auto it = m.find(key);
-  return it == m.end() ? fallback : it->second;
-}
-
-struct Fp32Checkpoint {
-  nn::ModulePtr model;
-  std::string spec, dataset;
-  std::map<std::string, std::string> metadata;
-};
-
-Fp32Checkpoint load_fp32(const std::string& path, const std::string& model_override) {
-  QSLIM_CHECK(fs::exists(path), "qat: checkpoint ", path, " does not exist");
-  auto loaded = nn::load_tensors(path);
-  Fp32Checkpoint c;
-  c.metadata = loaded.metadata;
-  const std::string format = meta_or(c.metadata, "format", "");
-  QSLIM_CHECK(format.empty() || format == train::kModelFormat, "qat: ", path, " is a '", format,
-              "' file; --from takes an FP32 model checkpoint ('", train::kModelFormat,
-              "', the model.safetensors written by qslim train)");
-  c.spec = model_override.empty() ? meta_or(c.metadata, "model", "") : model_override;
-  QSLIM_CHECK(!c.spec.empty(), "qat: ", path,
-              ": no 'model' entry in the checkpoint metadata; pass --model to say which network it holds");
-  c.model = models::create_model(c.spec);
-  try {
-    c.model->load_state_dict(loaded.tensors, true);
-  } catch (const Error& e) {
-    QSLIM_FAIL("qat: ", path, ": does not fit model '", c.spec, "': ", e.what());
-  }
-  return c;
-}
-
 // Recipe "train" < command-line flags.
 void apply_flags(const QatArgs& a, train::TrainConfig& c) {
   auto set = [&](CLI::Option* opt, const char* key, const std::string& value) {
@@ -183,23 +144,17 @@ void apply_flags(const QatArgs& a, train::TrainConfig& c) {
 }
 
 void run_qat(const QatArgs& a) {
-  set_num_threads(a.threads);
+  set_num_threads(a.job.threads);
   QatRecipe recipe = read_recipe(a.recipe);
   train::TrainConfig& c = recipe.train;
   apply_flags(a, c);
 
-  Fp32Checkpoint ckpt = load_fp32(a.from, a.model);
-  const auto& meta = ckpt.metadata;
-  train::DatasetSpec ds = train::DatasetSpec::parse(a.dataset.empty() ? meta_or(meta, "dataset", "fashion-mnist")
-                                                                      : a.dataset);
-  if (ds.kind == "fashion-mnist" && ds.dir.empty()) ds.dir = a.data_dir;
-  train::LoadedData data = train::load_dataset(ds, a.limit, /*with_train=*/true);
-  if (meta.count("mean") && meta.count("std")) {
-    c.mean = train::parse_float_list(meta.at("mean"), a.from + ": metadata 'mean'");
-    c.std = train::parse_float_list(meta.at("std"), a.from + ": metadata 'std'");
-  } else {
-    train::normalization_for(ds, data, c.mean, c.std);
-  }
+  Fp32Checkpoint ckpt = load_fp32_checkpoint("qat", a.from, a.job.model);
+  const CheckpointData e = load_checkpoint_data(a.job, ckpt.metadata, a.from, /*with_train=*/true);
+  const train::DatasetSpec& ds = e.spec;
+  const train::LoadedData& data = e.data;
+  c.mean = e.mean;
+  c.std = e.std;
   c.model = ckpt.spec;
   c.dataset = ds.str();
   train::validate(c);
@@ -273,7 +228,7 @@ void run_qat(const QatArgs& a) {
   const auto int8_bytes = static_cast<int64_t>(fs::file_size(int8_path));
   const double ratio = static_cast<double>(int8_bytes) / static_cast<double>(fp32_bytes);
   const double diff = int8.top1 - fp32.top1;
-  if (a.json) {
+  if (a.job.json) {
     json j = {{"model", ckpt.spec},
               {"dataset", ds.str()},
               {"checkpoint", a.from},
@@ -320,12 +275,8 @@ void add_qat_command(CLI::App& app) {
   a->lr_opt = cmd->add_option("--lr", a->lr, "Peak learning rate (default: the recipe's, else 0.005)")->type_name("FLOAT");
   a->batch_size_opt = cmd->add_option("--batch-size", a->batch_size, "Batch size (default: the recipe's, else 128)")->type_name("INT");
   a->seed_opt = cmd->add_option("--seed", a->seed, "Seed for shuffling (default: the recipe's, else 1)")->type_name("INT");
-  cmd->add_option("--model", a->model, "Model spec (default: the one recorded in the checkpoint)");
-  cmd->add_option("--dataset", a->dataset, "Dataset spec (default: the one recorded in the checkpoint)");
-  cmd->add_option("--data-dir", a->data_dir, "Fashion-MNIST directory");
-  cmd->add_option("--threads", a->threads, "Threads (default: QSLIM_NUM_THREADS or all cores)");
-  cmd->add_option("--limit", a->limit, "Use only the first N training and test images");
-  cmd->add_flag("--json", a->json, "Also print the figures as one JSON line");
+  add_checkpoint_job_options(cmd, a->job, "Use only the first N training and test images",
+                             "Also print the figures as one JSON line");
   cmd->callback([a] { run_qat(*a); });
 }
 
