@@ -192,7 +192,9 @@ TEST(LayerReport, SensitivityRanksTheCoarseLayerFirstAndLeavesTheModelUnchanged)
   EXPECT_EQ(ranking[0].name, "2");
   for (size_t i = 0; i < ranking.size(); ++i) {
     EXPECT_DOUBLE_EQ(ranking[i].drop, float_metric - ranking[i].metric);
-    if (i) EXPECT_GE(ranking[i - 1].drop, ranking[i].drop);
+    if (i) {
+      EXPECT_GE(ranking[i - 1].drop, ranking[i].drop);
+    }
   }
   EXPECT_GT(ranking[0].drop, 10 * ranking[1].drop);
   const auto report = layer_report(*net, twins, x);
