@@ -18,14 +18,10 @@ using qslim::testing::error_of;
 
 namespace {
 
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
-
-Tensor leaf(Tensor t) { return t.set_requires_grad(true); }
-
-Tensor randn64(const Shape& s, uint64_t seed) {
-  Generator g(seed);
-  return randn(s, DType::F64, &g);
-}
+using Fn = qslim::testing::GradFn;
+using qslim::testing::expect_gradcheck;
+using qslim::testing::leaf;
+using qslim::testing::randn64;
 
 // Values bounded away from zero: sign(u) * (0.5 + |u|).
 Tensor away_from_zero(const Shape& s, uint64_t seed) {
@@ -36,11 +32,6 @@ Tensor away_from_zero(const Shape& s, uint64_t seed) {
 }
 
 Tensor positive(const Shape& s, uint64_t seed) { return abs(away_from_zero(s, seed)); }
-
-void expect_gradcheck(const Fn& f, const std::vector<Tensor>& inputs, const std::string& what) {
-  GradcheckResult r = gradcheck(f, inputs);
-  EXPECT_TRUE(r.ok) << what << ": " << r.message;
-}
 
 void expect_mentions(const std::string& msg, const std::vector<std::string>& parts) {
   ASSERT_FALSE(msg.empty()) << "expected a qslim::Error";

@@ -12,22 +12,10 @@ using qslim::testing::AllClose;
 
 namespace {
 
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
-
-void expect_gradcheck(const Fn& f, std::vector<Tensor> inputs) {
-  GradcheckResult r = gradcheck(f, std::move(inputs));
-  EXPECT_TRUE(r.ok) << r.message;
-}
-
-Tensor leaf(Tensor t) {
-  t.set_requires_grad(true);
-  return t;
-}
-
-Tensor randn64(const Shape& s, uint64_t seed) {
-  Generator g(seed);
-  return randn(s, DType::F64, &g);
-}
+using Fn = qslim::testing::GradFn;
+using qslim::testing::expect_gradcheck;
+using qslim::testing::leaf;
+using qslim::testing::randn64;
 
 using qslim::testing::expect_error;
 

@@ -4,6 +4,10 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "autograd/gradcheck.h"
+#include "core/factory.h"
+#include "core/random.h"
+
 namespace qslim::testing {
 
 ::testing::AssertionResult AllClose(const Tensor& a, const Tensor& b, double rtol, double atol) {
@@ -17,6 +21,21 @@ namespace qslim::testing {
                                            << ")";
   }
   return ::testing::AssertionSuccess();
+}
+
+void expect_gradcheck(const GradFn& f, const std::vector<Tensor>& inputs, const std::string& what) {
+  GradcheckResult r = gradcheck(f, inputs);
+  EXPECT_TRUE(r.ok) << what << (what.empty() ? "" : ": ") << r.message;
+}
+
+Tensor leaf(Tensor t) {
+  t.set_requires_grad(true);
+  return t;
+}
+
+Tensor randn64(const Shape& shape, uint64_t seed) {
+  Generator g(seed);
+  return randn(shape, DType::F64, &g);
 }
 
 std::string fashion_mnist_dir() {

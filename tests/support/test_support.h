@@ -2,9 +2,11 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/tensor.h"
@@ -13,6 +15,16 @@ namespace qslim::testing {
 
 // Fails the test with the first differing element when |a-b| > atol + rtol*|b| anywhere.
 ::testing::AssertionResult AllClose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-6);
+
+// A function of tensors, as gradcheck takes it.
+using GradFn = std::function<Tensor(const std::vector<Tensor>&)>;
+// Expects f's autograd gradients at `inputs` (f64 leaves) to match central finite differences;
+// `what` names the case in the failure message.
+void expect_gradcheck(const GradFn& f, const std::vector<Tensor>& inputs, const std::string& what = "");
+// t, marked as requiring a gradient.
+Tensor leaf(Tensor t);
+// A seeded standard-normal f64 tensor.
+Tensor randn64(const Shape& shape, uint64_t seed);
 
 // Path of the Fashion-MNIST directory, or "" when absent (tests that need it then fail loudly).
 std::string fashion_mnist_dir();
