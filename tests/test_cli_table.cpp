@@ -68,6 +68,11 @@ TEST(CliTable, MiniatureTableJsonAndMarkdownAgreeAndRerunResumes) {
   }
   EXPECT_EQ(j["jobs"].size(), 3u);  // FP32 training + two methods
   EXPECT_TRUE(j.contains("commit") && j.contains("seed") && j.contains("machine"));
+  // Each job records the commit of the binary that ran it; the header counts them.
+  const std::string commit = j["commit"];
+  for (const auto& [id, job] : j["jobs"].items()) EXPECT_EQ(job.value("commit", ""), commit) << id;
+  EXPECT_EQ(j["job_commits"].value(commit, 0), 3);
+  EXPECT_NE(md.find("jobs run at commit " + commit + " (3 jobs)"), std::string::npos) << md;
   EXPECT_TRUE(fs::exists(dir.path() / "table.svg"));
   EXPECT_NE(read(dir.path() / "table.svg").find("<svg"), std::string::npos);
 
@@ -78,6 +83,13 @@ TEST(CliTable, MiniatureTableJsonAndMarkdownAgreeAndRerunResumes) {
   for (size_t p = 0; (p = again.output.find("recorded earlier, skipped", p)) != std::string::npos; ++p) ++skipped;
   EXPECT_EQ(skipped, 3u) << again.output;
   EXPECT_EQ(read(dir.path() / "table.md").substr(md.find("### FP32")), md.substr(md.find("### FP32")));
+
+  // Rendering again from results.json keeps the run's command in the header, without the flag.
+  auto rendered = run_cli(args + " --report-only");
+  ASSERT_EQ(rendered.status, 0) << rendered.output;
+  const std::string md2 = read(dir.path() / "table.md");
+  EXPECT_EQ(md2.find("--report-only"), std::string::npos) << md2;
+  EXPECT_NE(md2.find("jobs run at commit " + commit + " (3 jobs)"), std::string::npos) << md2;
 }
 
 TEST(CliTable, RejectsUnknownMethodAndPreset) {

@@ -5,15 +5,18 @@
 // and OUT/table.svg (top-1 change per model and method). Interrupted tables resume.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "git_commit.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
 #include "tools/table_plan.h"
@@ -45,17 +48,6 @@ std::vector<std::string> split(const std::string& s) {
     if (end > start) out.push_back(s.substr(start, end - start));
     start = end + 1;
   }
-  return out;
-}
-
-std::string capture(const std::string& cmd) {
-  std::string out;
-  if (FILE* p = popen(cmd.c_str(), "r")) {
-    char buf[256];
-    while (fgets(buf, sizeof buf, p)) out += buf;
-    pclose(p);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
   return out;
 }
 
@@ -116,6 +108,7 @@ void run_table(const TableArgs& a) {
   std::vector<std::string> model_names;
   for (const TableModel& m : models) model_names.push_back(m.name);
 
+  o.commit = QSLIM_GIT_COMMIT;
   TableRunner runner(o, models, methods);
   const auto t0 = std::chrono::steady_clock::now();
   int failed = 0;
@@ -129,14 +122,31 @@ void run_table(const TableArgs& a) {
   const json& results = runner.results();
   const std::vector<TableRow> rows = table_rows(results, model_names, methods);
   std::string cmdline = "qslim table";
-  for (const std::string& s : a.raw_args) cmdline += " " + s;
-  const std::string commit = capture(std::string("git -C '") + QSLIM_SOURCE_DIR + "' rev-parse --short HEAD 2>/dev/null");
+  for (size_t i = 0; i < a.raw_args.size(); ++i) {
+    if (a.raw_args[i] == "--report-only") {
+      if (i + 1 < a.raw_args.size() && (a.raw_args[i + 1] == "true" || a.raw_args[i + 1] == "false")) ++i;
+      continue;
+    }
+    cmdline += " " + a.raw_args[i];
+  }
+  // The commits of the binaries that ran the jobs behind these rows (a resumed run may span several).
+  std::map<std::string, int> job_commits;
+  for (const auto& [id, rec] : results.at("jobs").items()) {
+    const std::string model = rec.value("model", ""), method = rec.value("method", "");
+    const bool shown = std::find(model_names.begin(), model_names.end(), model) != model_names.end() &&
+                       (method == "fp32" || std::find(methods.begin(), methods.end(), method) != methods.end());
+    if (shown && rec.value("status", -1) == 0) ++job_commits[rec.value("commit", "unrecorded")];
+  }
+  std::string commits_text;
+  for (const auto& [c, n] : job_commits)
+    commits_text += (commits_text.empty() ? "" : ", ") + c + " (" + std::to_string(n) + (n == 1 ? " job)" : " jobs)");
   const std::string machine = cpu_name() + ", " + std::to_string(sysconf(_SC_NPROCESSORS_ONLN)) + " cores";
   double job_seconds = 0;
   for (const auto& [id, rec] : results.at("jobs").items()) job_seconds += rec.value("seconds", 0.0);
 
   json out = {{"command", cmdline},
-              {"commit", commit.empty() ? "unknown" : commit},
+              {"commit", QSLIM_GIT_COMMIT},
+              {"job_commits", job_commits},
               {"date", utc_now()},
               {"machine", machine},
               {"preset", preset.name},
@@ -160,9 +170,10 @@ void run_table(const TableArgs& a) {
                            {"size_ratio", r.size_ratio},
                            {"seconds", r.seconds},
                            {"command", r.command}});
-  const std::string md = "## qslim table (" + preset.name + " preset)\n\n`" + cmdline + "` at commit " +
-                         out["commit"].get<std::string>() + ", seed " + std::to_string(a.seed) + ", " + utc_now() +
-                         ", " + machine + "; jobs took " + format_duration(job_seconds) +
+  const std::string md = "## qslim table (" + preset.name + " preset)\n\n`" + cmdline + "`, jobs run at commit " +
+                         (commits_text.empty() ? std::string("-") : commits_text) + ", seed " + std::to_string(a.seed) +
+                         ", rendered " + utc_now() + " at commit " + QSLIM_GIT_COMMIT + ", " + machine +
+                         "; jobs took " + format_duration(job_seconds) +
                          " in all. Fashion-MNIST test set (10,000 images) unless --limit was given.\n\n" +
                          table_markdown(rows, results, model_names);
   write_text_atomic((fs::path(o.out_dir) / "table.json").string(), out.dump(2) + "\n");

@@ -233,8 +233,8 @@ int TableRunner::run() {
     const auto t0 = std::chrono::steady_clock::now();
     const int status = run_logged(argv, log, json_line, tail);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    json rec = {{"model", j.model}, {"method", j.method}, {"command", cmd}, {"status", status},
-                {"seconds", seconds}, {"log", log}};
+    json rec = {{"model", j.model}, {"method", j.method}, {"command", cmd}, {"commit", o_.commit},
+                {"status", status}, {"seconds", seconds}, {"log", log}};
     if (status == 0 && !json_line.empty()) {
       rec["figures"] = json::parse(json_line);
     } else {

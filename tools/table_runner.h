@@ -22,6 +22,7 @@ struct TableOptions {
   int qat_epochs = 0;       // overrides every QAT recipe's epochs when > 0
   int batch_nums = 0;       // passed to ptq when > 0
   uint64_t seed = 1;
+  std::string commit = "unknown";  // the source commit of the binary, recorded with every job
 };
 
 struct TableJob {
