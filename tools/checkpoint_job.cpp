@@ -71,7 +71,10 @@ Fp32Checkpoint load_fp32_checkpoint(const std::string& command, const std::strin
 
 std::string join(const std::vector<std::string>& items, const std::string& separator) {
   std::string s;
-  for (const std::string& x : items) s += (s.empty() ? "" : separator) + x;
+  for (const std::string& x : items) {
+    if (!s.empty()) s += separator;
+    s += x;
+  }
   return s;
 }
 

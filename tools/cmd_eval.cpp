@@ -114,7 +114,8 @@ void run_eval(const EvalArgs& a) {
   const CheckpointData e = load_checkpoint_data(a.job, meta, a.checkpoint, /*with_train=*/false);
   const train::DatasetSpec& ds = e.spec;
   const train::LoadedData& data = e.data;
-  const std::vector<float>&mean = e.mean, &std = e.std;
+  const std::vector<float>& mean = e.mean;
+  const std::vector<float>& std = e.std;
   QSLIM_CHECK(mean.size() == 1 || static_cast<int64_t>(mean.size()) == data.channels, a.checkpoint, ": ",
               mean.size(), " normalisation means for ", data.channels, "-channel images of ", ds.str());
   if (a.int8) {

@@ -87,7 +87,8 @@ void run_ptq(const PtqArgs& a) {
   const CheckpointData e = load_checkpoint_data(a.job, ckpt.metadata, a.from, /*with_train=*/true);
   const train::DatasetSpec& ds = e.spec;
   const train::LoadedData& data = e.data;
-  const std::vector<float>&mean = e.mean, &std = e.std;
+  const std::vector<float>& mean = e.mean;
+  const std::vector<float>& std = e.std;
   data::DataLoaderOptions lo;
   lo.batch_size = a.batch_size;
   lo.transform = std::make_shared<data::Normalize>(mean, std);
