@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "core/random.h"
+#include "models/registry.h"
 #include "nn/checkpoint.h"
 #include "tests/support/cli_runner.h"
 #include "tests/support/test_support.h"
@@ -113,9 +115,11 @@ TEST(CliDynamic, TrainThenQuantizeInt8AndInt16) {
     EXPECT_LT(ratio, bits == 8 ? 0.28 : 0.53);
     const auto loaded = qslim::nn::load_tensors(q.string());
     EXPECT_EQ(loaded.metadata.at("format"), "qslim-int8");
-    for (const auto& [name, tensor] : loaded.tensors)
-      if (name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0)
+    for (const auto& [name, tensor] : loaded.tensors) {
+      if (name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0) {
         EXPECT_EQ(tensor.dtype(), bits == 8 ? qslim::DType::I8 : qslim::DType::I16) << name;
+      }
+    }
 
     const nlohmann::json j = json_line(r.output);
     ASSERT_TRUE(j.is_object());
@@ -145,4 +149,49 @@ TEST(CliDynamic, TrainThenQuantizeInt8AndInt16) {
   EXPECT_NE(again.output.find("is a 'qslim-int8' file"), std::string::npos) << again.output;
   fs::remove_all(fp32_dir);
   fs::remove_all(out);
+}
+
+// --fp32-from-checkpoint quotes the figures qslim train recorded, but only for the test split they
+// describe; otherwise (and without the flag) the FP32 model is evaluated. The recorded figures here
+// are deliberately not the model's, so quoting and evaluating are told apart.
+TEST(CliDynamic, Fp32FiguresFromTheCheckpointOnlyForTheSameTestSplit) {
+  ASSERT_FALSE(qslim::testing::fashion_mnist_dir().empty()) << "Fashion-MNIST not installed";
+  const fs::path d = temp_dir("fp32_recorded");
+  auto checkpoint = [&](const std::string& samples) {
+    qslim::manual_seed(4);
+    auto model = qslim::models::create_model("lenet");
+    const fs::path p = d / ("model_" + samples + ".safetensors");
+    qslim::nn::save_module(p.string(), *model,
+                           {{"format", "qslim-fp32"}, {"model", "lenet"}, {"dataset", "fashion-mnist"},
+                            {"test_top1", "98.760000"}, {"test_top5", "99.990000"}, {"test_loss", "0.05"},
+                            {"test_samples", samples}});
+    return p.string();
+  };
+  const std::string full = checkpoint("10000"), other = checkpoint("9999");
+  struct Case {
+    std::string from, flags, source;
+  };
+  const Case cases[] = {{full, "--fp32-from-checkpoint", "checkpoint"},
+                        {full, "", "evaluated"},
+                        {other, "--fp32-from-checkpoint", "evaluated"},
+                        {full, "--fp32-from-checkpoint --limit 1000", "evaluated"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.from + " " + c.flags);
+    auto r = run_cli("dynamic --from " + c.from + " " + c.flags + " --threads 2 --json --out " + (d / "q").string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    const nlohmann::json j = json_line(r.output);
+    EXPECT_EQ(j.value("fp32_source", ""), c.source);
+    const bool quoted = c.source == "checkpoint";
+    EXPECT_EQ(r.output.find("recorded in the checkpoint by qslim train (10000 images)") != std::string::npos, quoted)
+        << r.output;
+    // An untrained LeNet is near chance, far from the 98.76 % written into the metadata.
+    if (quoted) {
+      EXPECT_DOUBLE_EQ(j.at("fp32_top1").get<double>(), 98.76);
+      EXPECT_DOUBLE_EQ(j.at("fp32_top5").get<double>(), 99.99);
+    } else {
+      EXPECT_LT(j.at("fp32_top1").get<double>(), 50.0);
+    }
+    EXPECT_LT(j.at("quant_top1").get<double>(), 50.0);
+  }
+  fs::remove_all(d);
 }

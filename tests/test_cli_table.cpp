@@ -105,3 +105,39 @@ TEST(CliTable, RejectsUnknownMethodAndPreset) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("no_such_model"), std::string::npos) << r.output;
 }
+
+// The full preset's plan: every model trained from its recipe with the cut epochs, QAT fine-tuning
+// cut as the preset says, every method job quoting the FP32 figures of its training run, and
+// --qat-epochs replacing the preset's own epochs.
+TEST(CliTable, FullPresetPlanCarriesThePresetsFineTuningCuts) {
+  TempDir dir("cli_table_plan");
+  auto line_of = [](const std::string& out, const std::string& id) {
+    std::istringstream in(out);
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind(id + ": ", 0) == 0) return line;
+    ADD_FAILURE() << "no job " << id << " in:\n" << out;
+    return std::string();
+  };
+  auto r = run_cli("table --preset full --plan --out " + dir.str());
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("table: 105 jobs, preset full"), std::string::npos) << r.output;  // 7 x (FP32 + 14)
+  EXPECT_NE(line_of(r.output, "fp32/resnet20").find("train --recipe "), std::string::npos);
+  EXPECT_NE(line_of(r.output, "fp32/resnet20").find("resnet20.json --epochs 3 --seed 1"), std::string::npos);
+  const std::string qat = line_of(r.output, "mobilenet_v2/qat_default");
+  EXPECT_NE(qat.find("--epoch-fraction 0.5"), std::string::npos) << qat;
+  EXPECT_NE(qat.find("--fp32-from-checkpoint"), std::string::npos) << qat;
+  EXPECT_NE(line_of(r.output, "vgg16/ptq_kl_w8a8").find("--fp32-from-checkpoint"), std::string::npos);
+  EXPECT_NE(line_of(r.output, "googlenet/dynamic_int16").find("--fp32-from-checkpoint"), std::string::npos);
+  const std::string lsq = line_of(r.output, "resnet50/qat_lsq_w4a8");
+  EXPECT_NE(lsq.find("--epochs 1"), std::string::npos) << lsq;
+  EXPECT_EQ(lsq.find("--epoch-fraction"), std::string::npos) << lsq;
+  EXPECT_EQ(r.output.find("ptq_hist_w8a8_bc"), std::string::npos) << "the full preset leaves out W8A8 + BC";
+  EXPECT_FALSE(fs::exists(dir.path() / "results.json")) << "a plan runs nothing";
+
+  r = run_cli("table --preset full --plan --qat-epochs 2 --out " + dir.str());
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string lsq2 = line_of(r.output, "resnet50/qat_lsq_w4a8");
+  EXPECT_EQ(lsq2.find("--epochs 1"), std::string::npos) << lsq2;
+  EXPECT_NE(lsq2.find("--epochs 2"), std::string::npos) << lsq2;
+}

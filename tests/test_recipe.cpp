@@ -89,7 +89,7 @@ TEST(Recipe, UnknownKeyNamesFileKeyAndAllowedKeys) {
   std::string e = error_of([&] { apply_recipe_file(f.string(), c); });
   EXPECT_NE(e.find(f.string()), std::string::npos) << e;
   EXPECT_NE(e.find("unknown key 'learning_rate'"), std::string::npos) << e;
-  EXPECT_NE(e.find("allowed: model, dataset, epochs, batch_size, optimizer, lr,"), std::string::npos) << e;
+  EXPECT_NE(e.find("allowed: model, dataset, epochs, epoch_fraction, batch_size, optimizer, lr,"), std::string::npos) << e;
   EXPECT_NE(e.find("notes"), std::string::npos) << e;
   EXPECT_EQ(c.epochs, TrainConfig{}.epochs);  // a failed recipe changes nothing
   fs::remove_all(d);

@@ -293,6 +293,12 @@ TEST(ResumeCli, StoppedAndResumedRunMatchesStraightRun) {
   auto a = nn::load_tensors((d / "a" / kModelFile).string()), b = nn::load_tensors((d / "b" / kModelFile).string());
   EXPECT_TRUE(SameBits(a.tensors, b.tensors));
   EXPECT_EQ(a.metadata, b.metadata);
+  // The model file records the final test figures (quoted by ptq/qat/dynamic --fp32-from-checkpoint).
+  EXPECT_EQ(a.metadata.at("test_samples"), "512");
+  const auto top5 = straight.output.find("% top-5 ", straight.output.find("final: "));
+  ASSERT_NE(top5, std::string::npos) << straight.output;
+  EXPECT_NEAR(std::stod(a.metadata.at("test_top5")), std::stod(straight.output.substr(top5 + 8)), 0.005);
+  EXPECT_GT(std::stod(a.metadata.at("test_loss")), 0.0);
   // eval reads both the model file and the training state.
   for (const char* f : {kModelFile, kTrainStateFile}) {
     auto e = qslim::testing::run_cli("eval --checkpoint " + (d / "b" / f).string() + " --limit 512");

@@ -1,6 +1,11 @@
 // Accuracy is checked by training: LeNet-5 on a slice of real Fashion-MNIST.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
 #include "core/parallel.h"
 #include "core/random.h"
 #include "data/fashion_mnist.h"
@@ -70,5 +75,43 @@ TEST(TrainLeNet, NanLossIsReportedNotTrainedOn) {
     FAIL() << "expected a NaN/Inf loss error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("loss became"), std::string::npos) << e.what();
+  }
+}
+
+TEST(TrainLeNet, EpochFractionRunsTheLeadingBatchesAndTheScheduleSpansThem) {
+  ASSERT_FALSE(qslim::testing::fashion_mnist_dir().empty()) << "Fashion-MNIST not installed";
+  set_num_threads(2);
+  auto train_set = data::load_fashion_mnist(true, "", 640);  // 10 batches of 64
+  auto test_set = data::load_fashion_mnist(false, "", 128);
+  train::TrainConfig c;
+  c.epochs = 2;
+  c.batch_size = 64;
+  c.lr = 0.05;
+  c.epoch_fraction = 0.35;  // ceil(3.5) = 4 batches per epoch
+  manual_seed(5);
+  models::LeNet5 model;
+  std::vector<std::pair<int, int64_t>> steps;  // (epoch, batch) of every optimizer step
+  train::TrainCallbacks cb;
+  cb.on_batch = [&](const train::BatchProgress& p) {
+    EXPECT_EQ(p.batches, 4);
+    steps.emplace_back(p.epoch, p.batch);
+  };
+  auto reports = train::fit(model, train_set, test_set, c, cb);
+  ASSERT_EQ(reports.size(), 2u);
+  const std::vector<std::pair<int, int64_t>> expected = {{1, 1}, {1, 2}, {1, 3}, {1, 4},
+                                                         {2, 1}, {2, 2}, {2, 3}, {2, 4}};
+  EXPECT_EQ(steps, expected);
+  // The cosine schedule runs over the 8 steps taken: the last one used step 7 of 8.
+  EXPECT_NEAR(reports.back().lr, 0.05 * 0.5 * (1 + std::cos(M_PI * 7.0 / 8.0)), 1e-12);
+  EXPECT_NEAR(reports.front().lr, 0.05 * 0.5 * (1 + std::cos(M_PI * 3.0 / 8.0)), 1e-12);
+
+  for (double bad : {0.0, -0.5, 1.5}) {
+    c.epoch_fraction = bad;
+    try {
+      train::validate(c);
+      ADD_FAILURE() << "epoch fraction " << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("epoch fraction must be in (0, 1]"), std::string::npos) << e.what();
+    }
   }
 }

@@ -1,10 +1,13 @@
 #include "tools/checkpoint_job.h"
 
+#include <cstdio>
 #include <filesystem>
+#include <stdexcept>
 
 #include "models/registry.h"
 #include "nn/checkpoint.h"
 #include "train/train_state.h"
+#include "train/trainer.h"
 
 namespace qslim::tools {
 
@@ -18,6 +21,12 @@ void add_checkpoint_job_options(CLI::App* cmd, CheckpointJobOptions& o, const st
   cmd->add_option("--threads", o.threads, "Threads (default: QSLIM_NUM_THREADS or all cores)");
   cmd->add_option("--limit", o.limit, limit_help);
   cmd->add_flag("--json", o.json, json_help);
+}
+
+void add_fp32_reference_option(CLI::App* cmd, CheckpointJobOptions& o) {
+  cmd->add_flag("--fp32-from-checkpoint", o.fp32_from_checkpoint,
+                "Quote the FP32 test figures qslim train recorded in the checkpoint instead of evaluating it again "
+                "(when they describe this test split; qslim table uses this)");
 }
 
 std::string meta_or(const Metadata& meta, const std::string& key, const std::string& fallback) {
@@ -67,6 +76,35 @@ Fp32Checkpoint load_fp32_checkpoint(const std::string& command, const std::strin
     QSLIM_FAIL(command, ": ", path, ": does not fit model '", c.spec, "': ", e.what());
   }
   return c;
+}
+
+train::EvalResult fp32_test_figures(const CheckpointJobOptions& o, const Metadata& meta, const CheckpointData& d,
+                                    nn::Module& model, std::string& source) {
+  if (o.fp32_from_checkpoint && o.model.empty() && o.dataset.empty() && o.limit < 0) {
+    const char* keys[] = {"test_top1", "test_top5", "test_loss", "test_samples"};
+    bool recorded = true;
+    for (const char* k : keys) recorded = recorded && meta.count(k) > 0;
+    if (recorded) {
+      train::EvalResult r;
+      try {
+        r.top1 = std::stod(meta.at("test_top1"));
+        r.top5 = std::stod(meta.at("test_top5"));
+        r.loss = std::stod(meta.at("test_loss"));
+        r.samples = std::stoll(meta.at("test_samples"));
+      } catch (const std::exception&) {
+        QSLIM_FAIL("checkpoint metadata: test figures '", meta.at("test_top1"), "', '", meta.at("test_top5"), "', '",
+                   meta.at("test_loss"), "', '", meta.at("test_samples"), "' are not numbers");
+      }
+      if (r.samples == d.data.test->size()) {
+        source = "checkpoint";
+        std::printf("FP32 test figures: recorded in the checkpoint by qslim train (%lld images)\n",
+                    static_cast<long long>(r.samples));
+        return r;
+      }
+    }
+  }
+  source = "evaluated";
+  return train::evaluate(model, d.data.test, d.mean, d.std);
 }
 
 std::string join(const std::vector<std::string>& items, const std::string& separator) {

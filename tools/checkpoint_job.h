@@ -9,6 +9,7 @@
 
 #include "nn/module.h"
 #include "train/dataset_spec.h"
+#include "train/report.h"
 
 namespace qslim::tools {
 
@@ -19,12 +20,16 @@ struct CheckpointJobOptions {
   int threads = 0;
   int64_t limit = -1;
   bool json = false;
+  bool fp32_from_checkpoint = false;  // quote the FP32 test figures qslim train recorded
 };
 
 // --model, --dataset, --data-dir, --threads, --limit and --json (the helps say which images --limit
 // keeps and whether JSON replaces the text or comes after it).
 void add_checkpoint_job_options(CLI::App* cmd, CheckpointJobOptions& o, const std::string& limit_help,
                                 const std::string& json_help);
+
+// --fp32-from-checkpoint, for the commands that compare a quantized model with its FP32 one.
+void add_fp32_reference_option(CLI::App* cmd, CheckpointJobOptions& o);
 
 std::string meta_or(const Metadata& meta, const std::string& key, const std::string& fallback);
 
@@ -52,6 +57,13 @@ struct Fp32Checkpoint {
 };
 Fp32Checkpoint load_fp32_checkpoint(const std::string& command, const std::string& path,
                                     const std::string& model_override);
+
+// The FP32 model's test figures. With --fp32-from-checkpoint they are the ones qslim train recorded
+// in the checkpoint's metadata when those describe this very test split (no --model, --dataset or
+// --limit, the same number of test images); otherwise, and by default, the model is evaluated.
+// `source` is set to "checkpoint" or "evaluated", and a line says which.
+train::EvalResult fp32_test_figures(const CheckpointJobOptions& o, const Metadata& meta, const CheckpointData& d,
+                                    nn::Module& model, std::string& source);
 
 std::string join(const std::vector<std::string>& items, const std::string& separator = ", ");
 

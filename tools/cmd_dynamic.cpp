@@ -49,7 +49,8 @@ void run_dynamic(const DynamicArgs& a) {
   std::printf("quantizing %s\n", join(names).c_str());
   std::fflush(stdout);
 
-  const train::EvalResult fp32 = train::evaluate(*fp32_model, e.data.test, e.mean, e.std);
+  std::string fp32_source;
+  const train::EvalResult fp32 = fp32_test_figures(a.job, loaded.metadata, e, *fp32_model, fp32_source);
   nn::ModulePtr reloaded = quant::load_converted(files.quantized);
   const train::EvalResult q = train::evaluate(*reloaded, e.data.test, e.mean, e.std);
   train::EvalResult test_model;
@@ -73,6 +74,7 @@ void run_dynamic(const DynamicArgs& a) {
               {"test_samples", q.samples},
               {"fp32_top1", fp32.top1},
               {"fp32_top5", fp32.top5},
+              {"fp32_source", fp32_source},
               {"quant_top1", q.top1},
               {"quant_top5", q.top5},
               {"diff_top1", diff},
@@ -118,6 +120,7 @@ void add_dynamic_command(CLI::App& app) {
                 "Also write an FP32 checkpoint of the dequantized weights");
   add_checkpoint_job_options(cmd, a->job, "Evaluate only the first N test images",
                              "Also print the figures as one JSON line");
+  add_fp32_reference_option(cmd, a->job);
   cmd->callback([a] { run_dynamic(*a); });
 }
 

@@ -103,7 +103,8 @@ void run_ptq(const PtqArgs& a) {
               static_cast<long long>(a.batch_nums == 0 ? calib.loader->size() : a.batch_nums),
               static_cast<long long>(a.batch_size), static_cast<long long>(data.train->size()));
   std::fflush(stdout);
-  const train::EvalResult fp32 = train::evaluate(*model, data.test, mean, std);
+  std::string fp32_source;
+  const train::EvalResult fp32 = fp32_test_figures(a.job, ckpt.metadata, e, *model, fp32_source);
 
   Progress progress;
   o.progress = [&](const std::string& stage, int64_t done, int64_t total) {
@@ -175,6 +176,7 @@ void run_ptq(const PtqArgs& a) {
               {"test_samples", int8.samples},
               {"fp32_top1", fp32.top1},
               {"fp32_top5", fp32.top5},
+              {"fp32_source", fp32_source},
               {"int8_top1", int8.top1},
               {"int8_top5", int8.top5},
               {"diff_top1", diff},
@@ -245,6 +247,7 @@ void add_ptq_command(CLI::App& app) {
                 "Also time the same forwards without observers (calibration cost ratio)");
   add_checkpoint_job_options(cmd, a->job, "Use only the first N training and test images",
                              "Also print the figures as one JSON line");
+  add_fp32_reference_option(cmd, a->job);
   cmd->callback([a] { run_ptq(*a); });
 }
 

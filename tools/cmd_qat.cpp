@@ -40,8 +40,9 @@ struct QatArgs {
   std::string from, recipe, out_dir;
   CheckpointJobOptions job;
   // Flags that override the recipe's "train" values when given.
-  std::string epochs, lr, batch_size, seed;
-  CLI::Option *epochs_opt = nullptr, *lr_opt = nullptr, *batch_size_opt = nullptr, *seed_opt = nullptr;
+  std::string epochs, epoch_fraction, lr, batch_size, seed;
+  CLI::Option *epochs_opt = nullptr, *epoch_fraction_opt = nullptr, *lr_opt = nullptr, *batch_size_opt = nullptr,
+              *seed_opt = nullptr;
 };
 
 // Fine-tuning defaults where the recipe says nothing. Weight decay is off because it would also pull
@@ -133,6 +134,7 @@ void apply_flags(const QatArgs& a, train::TrainConfig& c) {
     }
   };
   set(a.epochs_opt, "epochs", a.epochs);
+  set(a.epoch_fraction_opt, "epoch_fraction", a.epoch_fraction);
   set(a.lr_opt, "lr", a.lr);
   set(a.batch_size_opt, "batch_size", a.batch_size);
   set(a.seed_opt, "seed", a.seed);
@@ -165,7 +167,8 @@ void run_qat(const QatArgs& a) {
               static_cast<long long>(data.test->size()), a.recipe.c_str(), recipe.notes.empty() ? "" : ": ",
               recipe.notes.c_str());
   std::fflush(stdout);
-  const train::EvalResult fp32 = train::evaluate(model, data.test, c.mean, c.std);
+  std::string fp32_source;
+  const train::EvalResult fp32 = fp32_test_figures(a.job, ckpt.metadata, e, model, fp32_source);
 
   manual_seed(c.seed);
   std::string layers;
@@ -175,8 +178,10 @@ void run_qat(const QatArgs& a) {
               " (quantize_op_types: ", join(recipe.quant.effective_op_types()), ")");
   quant::quant_aware(model, recipe.quant);
   std::printf("quantizing %s\n", layers.c_str());
-  std::printf("fine-tuning %d epochs, batch %lld, %s lr %g, %s schedule, weight decay %g, %d threads\n", c.epochs,
-              static_cast<long long>(c.batch_size), c.optimizer.c_str(), c.lr, c.schedule.c_str(), c.weight_decay,
+  char fraction[48] = "";
+  if (c.epoch_fraction < 1) std::snprintf(fraction, sizeof fraction, " (%g of each)", c.epoch_fraction);
+  std::printf("fine-tuning %d epochs%s, batch %lld, %s lr %g, %s schedule, weight decay %g, %d threads\n", c.epochs,
+              fraction, static_cast<long long>(c.batch_size), c.optimizer.c_str(), c.lr, c.schedule.c_str(), c.weight_decay,
               num_threads());
   std::fflush(stdout);
   Progress progress;
@@ -235,11 +240,13 @@ void run_qat(const QatArgs& a) {
               {"recipe", a.recipe},
               {"quant", json::parse(recipe.quant.to_json())},
               {"epochs", c.epochs},
+              {"epoch_fraction", c.epoch_fraction},
               {"lr", c.lr},
               {"batch_size", c.batch_size},
               {"test_samples", int8.samples},
               {"fp32_top1", fp32.top1},
               {"fp32_top5", fp32.top5},
+              {"fp32_source", fp32_source},
               {"qat_top1", qat.top1},
               {"qat_top5", qat.top5},
               {"int8_top1", int8.top1},
@@ -266,17 +273,22 @@ void add_qat_command(CLI::App& app) {
       "qat", "Quantization-aware fine-tuning of an FP32 checkpoint, then conversion to a saved INT8 model");
   cmd->footer(
       "Recipe: {\"quant\": {PaddleSlim quant_config keys}, \"train\": {epochs, lr, batch_size, ...}, \"notes\": "
-      "\"...\"},\ne.g. recipes/qat_default.json. Precedence: built-in fine-tuning defaults (1 epoch, SGD momentum "
+      "\"...\"},\ne.g. recipes/qat_default.json. Precedence: built-in fine-tuning defaults (1 whole epoch, SGD momentum "
       "0.9, lr 0.005, cosine, no weight decay) < recipe \"train\" < flags.");
   cmd->add_option("--from", a->from, "FP32 model.safetensors written by qslim train")->required();
   cmd->add_option("--config,--recipe", a->recipe, "QAT recipe JSON, e.g. recipes/qat_default.json")->required();
   cmd->add_option("--out", a->out_dir, "Directory for model_int8.safetensors")->required();
   a->epochs_opt = cmd->add_option("--epochs", a->epochs, "Fine-tuning epochs (default: the recipe's, else 1)")->type_name("INT");
+  a->epoch_fraction_opt =
+      cmd->add_option("--epoch-fraction", a->epoch_fraction,
+                      "Fine-tune on this leading fraction of each shuffled epoch, in (0, 1] (default: the recipe's, else 1)")
+          ->type_name("FLOAT");
   a->lr_opt = cmd->add_option("--lr", a->lr, "Peak learning rate (default: the recipe's, else 0.005)")->type_name("FLOAT");
   a->batch_size_opt = cmd->add_option("--batch-size", a->batch_size, "Batch size (default: the recipe's, else 128)")->type_name("INT");
   a->seed_opt = cmd->add_option("--seed", a->seed, "Seed for shuffling (default: the recipe's, else 1)")->type_name("INT");
   add_checkpoint_job_options(cmd, a->job, "Use only the first N training and test images",
                              "Also print the figures as one JSON line");
+  add_fp32_reference_option(cmd, a->job);
   cmd->callback([a] { run_qat(*a); });
 }
 

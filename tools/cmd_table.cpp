@@ -34,7 +34,7 @@ struct TableArgs {
   int threads = 0, epochs = 0, qat_epochs = 0, batch_nums = 0;
   int64_t limit = -1;
   uint64_t seed = 1;
-  bool report_only = false;
+  bool report_only = false, plan = false;
   std::vector<std::string> checkpoints;  // MODEL=PATH
   std::vector<std::string> raw_args;
 };
@@ -84,6 +84,7 @@ void run_table(const TableArgs& a) {
   o.epochs = a.epochs;
   o.qat_epochs = a.qat_epochs;
   o.batch_nums = a.batch_nums;
+  o.method_args = preset.method_args;
   o.seed = a.seed;
 
   std::vector<TableModel> models;
@@ -110,6 +111,12 @@ void run_table(const TableArgs& a) {
 
   o.commit = QSLIM_GIT_COMMIT;
   TableRunner runner(o, models, methods);
+  if (a.plan) {
+    const std::vector<TableJob> jobs = runner.jobs();
+    std::printf("table: %zu jobs, preset %s, output %s\n", jobs.size(), preset.name.c_str(), o.out_dir.c_str());
+    for (const TableJob& j : jobs) std::printf("%s: %s\n", j.id.c_str(), command_line(j.argv).c_str());
+    return;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   int failed = 0;
   if (!a.report_only) {
@@ -208,6 +215,7 @@ void add_table_command(CLI::App& app) {
   cmd->add_option("--checkpoint", a->checkpoints,
                   "MODEL=PATH: use this FP32 checkpoint instead of training MODEL (repeatable)");
   cmd->add_flag("--report-only", a->report_only, "Only render the tables from OUT/results.json");
+  cmd->add_flag("--plan", a->plan, "Print every job's command line and run nothing");
   cmd->callback([a, cmd] {
     a->raw_args.clear();
     for (const CLI::Option* opt : cmd->get_options()) {

@@ -184,6 +184,7 @@ void add_train_command(CLI::App& app) {
   key_option("--model", "model", "Model spec, e.g. lenet or resnet20:width=16");
   key_option("--dataset", "dataset", "fashion-mnist[:DIR] | cifar10:DIR | cifar100:DIR | folder:DIR[:size=N,gray]");
   key_option("--epochs", "epochs", "Epochs");
+  key_option("--epoch-fraction", "epoch_fraction", "Run only this leading fraction of each shuffled epoch, in (0, 1]");
   key_option("--batch-size", "batch_size", "Batch size");
   key_option("--optimizer", "optimizer", "sgd | adam | adamw");
   key_option("--lr", "lr", "Peak learning rate");

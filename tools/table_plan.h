@@ -1,6 +1,7 @@
 // What `qslim table` runs: the zoo models of a preset, the quantization methods, and the CLI
 // command line of every job (FP32 training per model, then one job per model and method).
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -10,7 +11,7 @@ struct TableModel {
   std::string name;                      // zoo spec, e.g. "resnet20" or "mobilenet_v2:width=0.5"
   std::string recipe;                    // training recipe file name under recipes/
   std::vector<std::string> train_flags;  // preset overrides, e.g. {"--epochs", "3"}
-  std::string checkpoint;  // an existing FP32 checkpoint to use instead of training (evaluated once)
+  std::string checkpoint = {};  // an existing FP32 checkpoint to use instead of training (evaluated once)
 };
 
 struct TableMethod {
@@ -35,6 +36,9 @@ struct TablePreset {
   std::string name;
   std::vector<TableModel> models;
   std::string methods;  // for expand_methods
+  // Extra arguments of a method's jobs in this preset (fine-tuning cut to fit the time budget),
+  // e.g. {"qat_default", {"--epoch-fraction", "0.5"}}.
+  std::map<std::string, std::vector<std::string>> method_args = {};
 };
 // "quick" or "full"; throws listing both.
 TablePreset table_preset(const std::string& name);

@@ -13,7 +13,7 @@ struct TableRow {
   double fp32_top1 = 0, fp32_top5 = 0, int8_top1 = 0, int8_top5 = 0;
   double size_ratio = 0;  // INT8 file / FP32 file; 0 when unknown
   double seconds = 0;
-  std::string command;
+  std::string command = {};
 };
 
 // Rows of every successful method job in `results` ({"jobs": {...}} as TableRunner writes), in the

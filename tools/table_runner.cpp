@@ -34,12 +34,6 @@ std::string quoted(const std::string& s) {
   return q + "'";
 }
 
-std::string command_line(const std::vector<std::string>& argv) {
-  std::string s = "qslim";
-  for (const std::string& a : argv) s += " " + quoted(a);
-  return s;
-}
-
 std::string read_text(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
@@ -48,6 +42,12 @@ std::string read_text(const fs::path& p) {
 }
 
 }  // namespace
+
+std::string command_line(const std::vector<std::string>& argv) {
+  std::string s = "qslim";
+  for (const std::string& a : argv) s += " " + quoted(a);
+  return s;
+}
 
 int run_logged(const std::vector<std::string>& argv, const std::string& log_path, std::string& json_line,
                std::string& tail) {
@@ -159,7 +159,18 @@ TableJob TableRunner::method_job(const TableModel& m, const std::string& method)
   TableJob j{m.name + "/" + method, m.name, method, {t.command, "--from", checkpoint_of(m)}};
   for (const std::string& a : t.args)
     j.argv.push_back(a.rfind("@recipes/", 0) == 0 ? (fs::path(o_.recipes_dir) / a.substr(9)).string() : a);
-  j.argv.insert(j.argv.end(), {"--out", (fs::path(o_.out_dir) / safe_name(m.name) / method).string(), "--json"});
+  const auto preset_args = o_.method_args.find(method);
+  if (preset_args != o_.method_args.end())
+    for (size_t i = 0; i < preset_args->second.size(); ++i) {
+      if (o_.qat_epochs > 0 && preset_args->second[i] == "--epochs") {
+        ++i;  // replaced by the table-wide override below
+        continue;
+      }
+      j.argv.push_back(preset_args->second[i]);
+    }
+  // Every method job compares with the FP32 model; the figures its training recorded spare an evaluation.
+  j.argv.insert(j.argv.end(), {"--out", (fs::path(o_.out_dir) / safe_name(m.name) / method).string(), "--json",
+                               "--fp32-from-checkpoint"});
   if (t.command == "qat") {
     if (o_.qat_epochs > 0) j.argv.insert(j.argv.end(), {"--epochs", std::to_string(o_.qat_epochs)});
     j.argv.insert(j.argv.end(), {"--seed", std::to_string(o_.seed)});

@@ -3,6 +3,7 @@
 // OUT/results.json (rewritten atomically after each job), and skips jobs already recorded there
 // with the same command, so an interrupted table resumes where it stopped.
 #pragma once
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@ struct TableOptions {
   int epochs = 0;           // overrides every model's training epochs when > 0
   int qat_epochs = 0;       // overrides every QAT recipe's epochs when > 0
   int batch_nums = 0;       // passed to ptq when > 0
+  std::map<std::string, std::vector<std::string>> method_args;  // the preset's, per method id
   uint64_t seed = 1;
   std::string commit = "unknown";  // the source commit of the binary, recorded with every job
 };
@@ -52,6 +54,9 @@ class TableRunner {
   std::vector<std::string> methods_;
   nlohmann::json results_;
 };
+
+// A job's argv (after the executable) as the shell command a user would type: "qslim ptq --from ...".
+std::string command_line(const std::vector<std::string>& argv);
 
 // Runs argv (argv[0] the executable) with stdout+stderr appended to log_path; returns the exit
 // status and fills `json_line` with the last output line that parses as a JSON object.

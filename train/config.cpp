@@ -13,6 +13,8 @@ void validate(const TrainConfig& c) {
               c.schedule, "' (allowed: cosine, step, constant)");
   QSLIM_CHECK(!c.model.empty(), "model spec is empty");
   QSLIM_CHECK(c.epochs >= 1, "epochs must be >= 1, got ", c.epochs);
+  QSLIM_CHECK(c.epoch_fraction > 0 && c.epoch_fraction <= 1, "epoch fraction must be in (0, 1], got ",
+              c.epoch_fraction);
   QSLIM_CHECK(c.batch_size >= 1, "batch size must be >= 1, got ", c.batch_size);
   QSLIM_CHECK(c.lr > 0 && std::isfinite(c.lr), "learning rate must be positive, got ", c.lr);
   QSLIM_CHECK(c.momentum >= 0 && c.momentum < 1, "momentum must be in [0, 1), got ", c.momentum);

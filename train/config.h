@@ -12,6 +12,7 @@ struct TrainConfig {
   std::string model = "lenet";            // registry spec, recorded in checkpoints
   std::string dataset = "fashion-mnist";  // dataset spec, see train/dataset_spec.h
   int epochs = 10;
+  double epoch_fraction = 1.0;  // each epoch runs this leading fraction of its shuffled batches
   int64_t batch_size = 128;
   std::string optimizer = "sgd";  // sgd | adam | adamw
   double lr = 0.05;

@@ -63,6 +63,7 @@ const std::vector<Field>& fields() {
       QSLIM_FIELD(model, Kind::String, std::string),
       QSLIM_FIELD(dataset, Kind::String, std::string),
       QSLIM_FIELD(epochs, Kind::Int, int),
+      QSLIM_FIELD(epoch_fraction, Kind::Number, double),
       QSLIM_FIELD(batch_size, Kind::Int, int64_t),
       QSLIM_FIELD(optimizer, Kind::String, std::string),
       QSLIM_FIELD(lr, Kind::Number, double),

@@ -103,13 +103,16 @@ TrainState load_train_state(const std::string& path) {
   return s;
 }
 
-std::map<std::string, std::string> model_metadata(const TrainConfig& c, int epoch, double test_top1) {
+std::map<std::string, std::string> model_metadata(const TrainConfig& c, int epoch, const EvalResult& test) {
   return {{"model", c.model},
           {"dataset", c.dataset},
           {"mean", float_list(c.mean)},
           {"std", float_list(c.std)},
           {"epoch", std::to_string(epoch)},
-          {"test_top1", std::to_string(test_top1)},
+          {"test_top1", std::to_string(test.top1)},
+          {"test_top5", std::to_string(test.top5)},
+          {"test_loss", json(test.loss).dump()},
+          {"test_samples", std::to_string(test.samples)},
           {"format", kModelFormat}};
 }
 

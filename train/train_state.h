@@ -40,8 +40,9 @@ void save_train_state(const std::string& path, const TrainState& state);
 TrainState load_train_state(const std::string& path);
 
 // Metadata of model.safetensors: "model" (spec), "dataset", "mean" and "std" (JSON arrays),
-// "epoch", "test_top1", "format".
-std::map<std::string, std::string> model_metadata(const TrainConfig& config, int epoch, double test_top1);
+// "epoch", "format", and the saved model's test figures "test_top1", "test_top5", "test_loss" and
+// "test_samples" (so later jobs can quote them instead of evaluating it again).
+std::map<std::string, std::string> model_metadata(const TrainConfig& config, int epoch, const EvalResult& test);
 
 // Reads a JSON array of numbers such as the "mean"/"std" metadata; errors name `where`.
 std::vector<float> parse_float_list(const std::string& json_text, const std::string& where);

@@ -96,7 +96,7 @@ void save_epoch(const TrainConfig& c, nn::Module& model, const optim::Optimizer&
                 const std::vector<EpochReport>& history, int64_t train_examples) {
   namespace fs = std::filesystem;
   const EpochReport& last = history.back();
-  nn::save_module((fs::path(c.out_dir) / kModelFile).string(), model, model_metadata(c, last.epoch, last.test.top1));
+  nn::save_module((fs::path(c.out_dir) / kModelFile).string(), model, model_metadata(c, last.epoch, last.test));
   TrainState s;
   s.epoch = last.epoch;
   s.config_json = config_to_json(c);
@@ -159,8 +159,11 @@ std::vector<EpochReport> fit(nn::Module& model, std::shared_ptr<const data::Data
   lo.workers = c.workers;
   lo.transform = make_transform(c, image_shape, true);
   data::DataLoader loader(train_set, lo);
-  const int64_t batches = loader.size();
-  QSLIM_CHECK(batches > 0, "training: the training set (", train_set->size(), " examples) is smaller than one batch of ",
+  // A fractional epoch runs the first batches of each shuffled epoch; the schedule spans only those.
+  const int64_t batches = c.epoch_fraction < 1
+                              ? std::max<int64_t>(1, static_cast<int64_t>(std::ceil(c.epoch_fraction * loader.size())))
+                              : loader.size();
+  QSLIM_CHECK(loader.size() > 0, "training: the training set (", train_set->size(), " examples) is smaller than one batch of ",
               c.batch_size);
   auto opt = make_optimizer(c, model.parameters());
   auto sched = make_schedule(c, *opt, batches);
@@ -193,6 +196,7 @@ std::vector<EpochReport> fit(nn::Module& model, std::shared_ptr<const data::Data
     int64_t correct1 = 0, correct5 = 0, seen = 0, b = 0;
     double lr = opt->lr();
     for (data::Batch& batch : loader) {
+      if (b == batches) break;
       lr = opt->lr();
       Tensor logits = model(batch.images);
       Tensor loss = cross_entropy(logits, batch.labels, c.label_smoothing);
