@@ -26,7 +26,7 @@
 using namespace qslim;
 using namespace qslim::quant;
 
-using qslim::testing::error_of;
+using qslim::testing::expect_error;
 
 namespace {
 
@@ -225,21 +225,21 @@ TEST(BiasCorrection, WeightStatisticsVariantMatchesPaddlesFormula) {
   EXPECT_EQ(layer.buffer("weight").to_vector<int8_t>(), want);
   EXPECT_EQ(layer.buffer("bias").to_vector<float>(), bias);
   EXPECT_EQ(layer.buffer("weight_scale").to_vector<float>(), sw);
-  EXPECT_ERROR_HAS(weight_bias_correction(*net, FloatTwins{}), "weight_bias_correction", "no float twin");
+  expect_error([&] { weight_bias_correction(*net, FloatTwins{}); }, {"weight_bias_correction", "no float twin"});
 }
 
 TEST(BiasCorrection, Errors) {
   manual_seed(7);
   auto net = std::make_shared<nn::Sequential>(std::initializer_list<nn::ModulePtr>{std::make_shared<nn::Linear>(3, 2)});
   const std::vector<Tensor> batches{randn({4, 3})};
-  EXPECT_ERROR_HAS(float_twins(*net), "no quantized layer");
-  EXPECT_ERROR_HAS(bias_correction(*net, FloatTwins{}, batches), "bias_correction", "no converted weight layer");
+  expect_error([&] { float_twins(*net); }, {"no quantized layer"});
+  expect_error([&] { bias_correction(*net, FloatTwins{}, batches); }, {"bias_correction", "no converted weight layer"});
   quant_aware(*net, QuantConfig());
   calibrate(*net, batches);
   const FloatTwins twins = float_twins(*net);
   convert(*net);
-  EXPECT_ERROR_HAS(bias_correction(*net, twins, {}), "bias_correction", "no calibration batches");
-  EXPECT_ERROR_HAS(bias_correction(*net, twins, {Tensor()}), "batch 0", "undefined");
-  EXPECT_ERROR_HAS(bias_correction(*net, FloatTwins{}, batches), "no float twin", "'0'");
-  EXPECT_ERROR_HAS(bias_correction(*net, twins, {randn({4, 5})}), "Linear", "in_features=3");
+  expect_error([&] { bias_correction(*net, twins, {}); }, {"bias_correction", "no calibration batches"});
+  expect_error([&] { bias_correction(*net, twins, {Tensor()}); }, {"batch 0", "undefined"});
+  expect_error([&] { bias_correction(*net, FloatTwins{}, batches); }, {"no float twin", "'0'"});
+  expect_error([&] { bias_correction(*net, twins, {randn({4, 5})}); }, {"Linear", "in_features=3"});
 }

@@ -12,8 +12,11 @@
 
 #include "tests/support/temp_dir.h"
 #include "data/cifar.h"
+#include "tests/support/test_support.h"
 
 namespace qslim {
+using qslim::testing::expect_error;
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -52,16 +55,6 @@ std::vector<Record> cifar10_records(int count, int k) {
   std::vector<Record> out;
   for (int i = 0; i < count; ++i) out.push_back(make_record({static_cast<uint8_t>((i * 3 + k) % 10)}, 100 * k + i));
   return out;
-}
-
-template <typename F>
-void expect_error(F&& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error mentioning " << needles[0];
-  } catch (const Error& e) {
-    for (const std::string& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
 }
 
 // Pixel (c, y, x) of image n must equal byte c*1024 + y*32 + x of record n's pixels.

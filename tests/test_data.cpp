@@ -25,6 +25,8 @@
 #include "tests/support/test_support.h"
 
 namespace qslim {
+using qslim::testing::expect_error;
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -73,16 +75,6 @@ std::vector<uint8_t> pattern(size_t n, int mul = 7) {
 }
 
 // Runs f, expects a qslim::Error whose message contains every needle.
-template <typename F>
-void expect_error(F&& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error mentioning " << needles[0];
-  } catch (const Error& e) {
-    for (const std::string& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
-}
-
 // ---- IDX ----
 
 TEST(Idx, ReadsPlainAndGzipFiles) {

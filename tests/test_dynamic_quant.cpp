@@ -25,6 +25,8 @@ using namespace qslim;
 using qslim::testing::AllClose;
 namespace fs = std::filesystem;
 
+using qslim::testing::expect_error;
+
 namespace {
 
 fs::path temp_dir(const std::string& name) {
@@ -35,17 +37,6 @@ fs::path temp_dir(const std::string& name) {
 }
 
 // Expects `fn` to throw an Error whose message contains every one of `parts`.
-template <typename F>
-void expect_error(F&& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown; expected one mentioning " << parts.at(0);
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  }
-}
-
 // q = clamp(round_half_even(w / s), -qmax, qmax), s = max|w| / qmax per output channel (rows of
 // `per` elements) or over the tensor, computed in double.
 struct ByHand {

@@ -28,6 +28,8 @@
 #pragma GCC diagnostic pop
 
 namespace qslim {
+using qslim::testing::expect_error;
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -39,16 +41,6 @@ class TempDir : public qslim::testing::TempDir {
  public:
   TempDir() : qslim::testing::TempDir("test_image_folder") {}
 };
-
-template <typename F>
-void expect_error(F&& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error mentioning " << needles[0];
-  } catch (const Error& e) {
-    for (const std::string& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
-}
 
 // An interleaved test image [h, w, comps]. Smooth images survive JPEG nearly unchanged.
 struct Image {

@@ -15,6 +15,9 @@
 #include "core/cpu/int8_gemm.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "tests/support/test_support.h"
+
+using qslim::testing::expect_error;
 
 namespace {
 
@@ -320,45 +323,35 @@ TEST(Int8Gemm, CopiedWeightsStillWork) {
   }
 }
 
-template <typename F>
-void expect_error(F&& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing \"" << needle << "\"";
-  } catch (const qslim::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
-
 TEST(Int8Gemm, ErrorsAreClear) {
   const std::vector<int8_t> w(4 * 8, 1);
   const std::vector<float> mult(4, 1.0f);
   for (Int8Isa isa : {Int8Isa::Avx2, Int8Isa::Avx512Vnni})
     if (!int8_isa_supported(isa))
       expect_error([&] { pack_int8_weights(w.data(), 4, 8, 8, nullptr, 0, mult.data(), 1, isa); },
-                   std::string("ISA ") + int8_isa_name(isa) + " is not supported");
-  expect_error([&] { pack_int8_weights(w.data(), 0, 8, 8, nullptr, 0, mult.data(), 1); }, "n=0 k=8");
-  expect_error([&] { pack_int8_weights(w.data(), 4, 8, 7, nullptr, 0, mult.data(), 1); }, "ldw=7");
+                   {std::string("ISA ") + int8_isa_name(isa) + " is not supported"});
+  expect_error([&] { pack_int8_weights(w.data(), 0, 8, 8, nullptr, 0, mult.data(), 1); }, {"n=0 k=8"});
+  expect_error([&] { pack_int8_weights(w.data(), 4, 8, 7, nullptr, 0, mult.data(), 1); }, {"ldw=7"});
   expect_error([&] { pack_int8_weights(w.data(), 4, 8, 8, nullptr, 0, mult.data(), 3); },
-               "3 multipliers for 4 output channels");
-  expect_error([&] { pack_int8_weights(w.data(), 4, 8, 8, nullptr, 300, mult.data(), 1); }, "zero point 300");
+               {"3 multipliers for 4 output channels"});
+  expect_error([&] { pack_int8_weights(w.data(), 4, 8, 8, nullptr, 300, mult.data(), 1); }, {"zero point 300"});
   expect_error([&] { pack_int8_weights(w.data(), 4, 100000, 100000, nullptr, 0, mult.data(), 1); },
-               "could overflow");
+               {"could overflow"});
 
   PackedInt8Weights pw = pack_int8_weights(w.data(), 4, 8, 8, nullptr, 0, mult.data(), 4);
   std::vector<uint8_t> a(2 * 8, 1), c8(2 * 4);
   std::vector<int32_t> c32(2 * 4);
-  expect_error([&] { gemm_u8s8_s32(2, a.data(), 7, pw, c32.data(), 4); }, "lda=7 is smaller than k=8");
-  expect_error([&] { gemm_u8s8_s32(2, a.data(), 8, pw, c32.data(), 3); }, "ldc=3 is smaller than n=4");
-  expect_error([&] { gemm_u8s8_s32(2, a.data(), 8, PackedInt8Weights{}, c32.data(), 4); }, "not packed");
+  expect_error([&] { gemm_u8s8_s32(2, a.data(), 7, pw, c32.data(), 4); }, {"lda=7 is smaller than k=8"});
+  expect_error([&] { gemm_u8s8_s32(2, a.data(), 8, pw, c32.data(), 3); }, {"ldc=3 is smaller than n=4"});
+  expect_error([&] { gemm_u8s8_s32(2, a.data(), 8, PackedInt8Weights{}, c32.data(), 4); }, {"not packed"});
   Int8Output bad;
   bad.qmax = 300;
-  expect_error([&] { gemm_u8s8_u8(2, a.data(), 8, pw, bad, c8.data(), 4); }, "within [0, 255]");
+  expect_error([&] { gemm_u8s8_u8(2, a.data(), 8, pw, bad, c8.data(), 4); }, {"within [0, 255]"});
   Int8Output s8;  // default qmin/qmax are uint8's: 255 is outside int8
   std::vector<int8_t> cs8(2 * 4);
-  expect_error([&] { gemm_u8s8_s8(2, a.data(), 8, pw, s8, cs8.data(), 4); }, "within [-128, 127]");
+  expect_error([&] { gemm_u8s8_s8(2, a.data(), 8, pw, s8, cs8.data(), 4); }, {"within [-128, 127]"});
   expect_error([&] { gemm_f32_s8w(2, 4, 8, nullptr, 8, w.data(), 8, mult.data(), 2, nullptr, nullptr, 4); },
-               "2 scales for n=4");
+               {"2 scales for n=4"});
 }
 
 // gemm_f32_s8w against dequantizing W first and multiplying in double.

@@ -30,7 +30,7 @@ using namespace qslim;
 using namespace qslim::quant;
 using qslim::testing::AllClose;
 
-using qslim::testing::error_of;
+using qslim::testing::expect_error;
 
 namespace {
 
@@ -239,16 +239,16 @@ TEST(LayerReport, Errors) {
   auto net = three_convs();
   const Tensor x = input_batch(6);
   auto evaluate = [](nn::Module&) { return 0.0; };
-  EXPECT_ERROR_HAS(layer_report(*net, FloatTwins{}, x), "layer_report", "no converted layer");
-  EXPECT_ERROR_HAS(sensitivity_ranking(*net, FloatTwins{}, evaluate), "sensitivity_ranking", "no converted layer");
+  expect_error([&] { layer_report(*net, FloatTwins{}, x); }, {"layer_report", "no converted layer"});
+  expect_error([&] { sensitivity_ranking(*net, FloatTwins{}, evaluate); }, {"sensitivity_ranking", "no converted layer"});
   quant_aware(*net, QuantConfig());
   calibrate(*net, x);
   FloatTwins twins = float_twins(*net);
   convert(*net);
-  EXPECT_ERROR_HAS(layer_report(*net, twins, Tensor()), "layer_report", "undefined");
-  EXPECT_ERROR_HAS(layer_report(*net, twins, zeros({0, 1, 6, 6})), "layer_report", "non-empty");
+  expect_error([&] { layer_report(*net, twins, Tensor()); }, {"layer_report", "undefined"});
+  expect_error([&] { layer_report(*net, twins, zeros({0, 1, 6, 6})); }, {"layer_report", "non-empty"});
   twins.erase("4");
-  EXPECT_ERROR_HAS(layer_report(*net, twins, x), "no float twin", "'4'");
-  EXPECT_ERROR_HAS(sensitivity_ranking(*net, twins, evaluate), "no float twin", "'4'");
-  EXPECT_ERROR_HAS(sensitivity_ranking(*net, twins, nullptr), "sensitivity_ranking", "evaluate");
+  expect_error([&] { layer_report(*net, twins, x); }, {"no float twin", "'4'"});
+  expect_error([&] { sensitivity_ranking(*net, twins, evaluate); }, {"no float twin", "'4'"});
+  expect_error([&] { sensitivity_ranking(*net, twins, nullptr); }, {"sensitivity_ranking", "evaluate"});
 }

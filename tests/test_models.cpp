@@ -375,7 +375,7 @@ TEST(Models, ArgumentsAreApplied) {
 }
 
 TEST(Models, RegistryErrorsNameTheProblem) {
-  auto expect_error = [](const std::string& spec, const std::string& fragment) {
+  auto expect_spec_error = [](const std::string& spec, const std::string& fragment) {
     try {
       models::create_model(spec);
       ADD_FAILURE() << spec << " did not throw";
@@ -383,14 +383,14 @@ TEST(Models, RegistryErrorsNameTheProblem) {
       EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << spec << ": " << e.what();
     }
   };
-  expect_error("nosuchnet", "unknown model 'nosuchnet'");
-  expect_error("resnet20:widht=0.5", "unknown argument 'widht'");
-  expect_error("resnet20:widht=0.5", "width");  // the allowed keys are listed
-  expect_error("vgg16:width=abc", "is not a number");
-  expect_error("mobilenet_v2:width=0", "width multiplier must be a positive number");
-  expect_error("googlenet:width=-1", "width multiplier must be a positive number");
-  expect_error("resnet18:in_channels=0", "must be positive");
-  expect_error("lenet:width=0.5", "unknown argument 'width'");
+  expect_spec_error("nosuchnet", "unknown model 'nosuchnet'");
+  expect_spec_error("resnet20:widht=0.5", "unknown argument 'widht'");
+  expect_spec_error("resnet20:widht=0.5", "width");  // the allowed keys are listed
+  expect_spec_error("vgg16:width=abc", "is not a number");
+  expect_spec_error("mobilenet_v2:width=0", "width multiplier must be a positive number");
+  expect_spec_error("googlenet:width=-1", "width multiplier must be a positive number");
+  expect_spec_error("resnet18:in_channels=0", "must be positive");
+  expect_spec_error("lenet:width=0.5", "unknown argument 'width'");
 }
 
 // LeNet by hand: conv1 28*28 outputs x 6 channels x (1*5*5); conv2 10*10 x 16 x (6*5*5);

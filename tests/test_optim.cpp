@@ -14,6 +14,8 @@
 #include "tests/support/test_support.h"
 
 namespace qslim {
+using qslim::testing::expect_error;
+
 namespace {
 
 using optim::GroupOptions;
@@ -366,15 +368,15 @@ TEST(OptimizerState, LoadRejectsMismatches) {
       if (kv.first != key) st.push_back(kv);
     return st;
   };
-  expect_error(without("state.0.exp_avg_sq"), "state.0.exp_avg_sq");
-  expect_error(without("param_groups.0.lr"), "param_groups.0.lr");
+  expect_error(without("state.0.exp_avg_sq"), {"state.0.exp_avg_sq"});
+  expect_error(without("param_groups.0.lr"), {"param_groups.0.lr"});
   auto extra = good;
   extra.emplace_back("state.0.bogus", zeros({2}));
-  expect_error(extra, "state.0.bogus");
+  expect_error(extra, {"state.0.bogus"});
   auto bad_shape = good;
   for (auto& kv : bad_shape)
     if (kv.first == "state.0.exp_avg") kv.second = zeros({3});
-  expect_error(bad_shape, "[3]");
+  expect_error(bad_shape, {"[3]"});
 
   Tensor a = param({1.0f}), b = param({1.0f});
   optim::Adam two({ParamGroup{{a}, {}}, ParamGroup{{b}, {}}});

@@ -37,7 +37,7 @@ using namespace qslim;
 using namespace qslim::quant;
 using qslim::testing::AllClose;
 
-using qslim::testing::error_of;
+using qslim::testing::expect_error;
 
 namespace {
 
@@ -162,7 +162,7 @@ TEST(QuantAware, LeNetSwapsLayersAndKeepsParameterNames) {
   EXPECT_EQ(conv1.weight_quanter().buffer("scale").numel(), 6);  // channels = out_channels
   EXPECT_EQ(conv1.activation_quanter().type_name(), "moving_average_abs_max");
 
-  EXPECT_ERROR_HAS(quant_aware(net, QuantConfig()), "already quantized", "conv1");
+  expect_error([&] { quant_aware(net, QuantConfig()); }, {"already quantized", "conv1"});
 }
 
 TEST(QuantAware, ResNet20SwapsEveryConvAndTheClassifier) {
@@ -424,7 +424,7 @@ TEST(Convert, LeNetMatchesTheQatModelExactly) {
   manual_seed(4);
   models::LeNet5 net;
   quant_aware(net, QuantConfig());
-  EXPECT_ERROR_HAS(convert(net), "convert: layer 'conv1'", "no statistics");
+  expect_error([&] { convert(net); }, {"convert: layer 'conv1'", "no statistics"});
   Generator gen(8);
   Tensor x = randn({16, 1, 28, 28}, DType::F32, &gen);
   train_steps(net, x, randint(0, 10, {16}, DType::I64, &gen), 3);
@@ -440,7 +440,7 @@ TEST(Convert, LeNetMatchesTheQatModelExactly) {
   EXPECT_EQ(top1(got), top1(want));
   // Integers lie on the narrow grid and dequantize to the stored steps.
   for (int8_t v : net.child("fc1").buffer("weight").to_vector<int8_t>()) EXPECT_GE(v, -127);
-  EXPECT_ERROR_HAS(convert(net), "no QAT layers", "already converted");
+  expect_error([&] { convert(net); }, {"no QAT layers", "already converted"});
 }
 
 TEST(Convert, BitsChooseTheIntegerDtype) {
@@ -519,8 +519,8 @@ TEST(Convert, ConvertedFileIsAboutAQuarterOfFp32) {
 
   // An INT8 file is no float checkpoint, and a float checkpoint is no INT8 file.
   auto float_model = models::create_model("resnet20");
-  EXPECT_ERROR_HAS(nn::load_module(int8, *float_model), int8.c_str(), "is a quantized model (qslim-int8)", "load_converted");
-  EXPECT_ERROR_HAS(load_converted(fp32), fp32.c_str(), "not a qslim-int8", "format missing");
+  expect_error([&] { nn::load_module(int8, *float_model); }, {int8.c_str(), "is a quantized model (qslim-int8)", "load_converted"});
+  expect_error([&] { load_converted(fp32); }, {fp32.c_str(), "not a qslim-int8", "format missing"});
   std::remove(fp32.c_str());
   std::remove(int8.c_str());
 }
@@ -546,7 +546,7 @@ TEST(Convert, FullQuantizeWrapsAddAndPoolingAndRoundTrips) {
   EXPECT_EQ(cadd.num_points(), 2u);
   EXPECT_TRUE(cadd.has_buffer("input_1_scale"));
   EXPECT_EQ(max_abs_diff(eval_forward(*model, x), want), 0.0);
-  EXPECT_ERROR_HAS(cadd(std::vector<Tensor>{x, x, x}), "expected 2 inputs");
+  expect_error([&] { cadd(std::vector<Tensor>{x, x, x}); }, {"expected 2 inputs"});
 
   const std::string path = temp_path("resnet8_full.safetensors");
   save_converted(path, *model, config, "resnet8");
@@ -685,13 +685,12 @@ TEST(Convert, ZooModelsFoldFullQuantizeConvertAndReload) {
 
 TEST(Convert, ErrorCases) {
   models::LeNet5 plain;
-  EXPECT_ERROR_HAS(convert(plain), "no QAT layers", "quant_aware first");
-  EXPECT_ERROR_HAS(save_converted(temp_path("x"), plain, QuantConfig(), "lenet"), "no converted layers");
+  expect_error([&] { convert(plain); }, {"no QAT layers", "quant_aware first"});
+  expect_error([&] { save_converted(temp_path("x"), plain, QuantConfig(), "lenet"); }, {"no converted layers"});
 
   models::LeNet5 qat;
   quant_aware(qat, QuantConfig());
-  EXPECT_ERROR_HAS(save_converted(temp_path("x"), qat, QuantConfig(), "lenet"), "not converted", "conv1",
-                   "quant::convert");
+  expect_error([&] { save_converted(temp_path("x"), qat, QuantConfig(), "lenet"); }, {"not converted", "conv1", "quant::convert"});
 
   manual_seed(11);
   auto model = models::create_model("lenet");
@@ -700,8 +699,8 @@ TEST(Convert, ErrorCases) {
   Tensor x = randn({4, 1, 28, 28}, DType::F32, &gen);
   train_steps(*model, x, randint(0, 10, {4}, DType::I64, &gen), 1);
   convert(*model);
-  EXPECT_ERROR_HAS(save_converted(temp_path("x"), *model, QuantConfig(), "resnet8"), "resnet8", "not in model");
-  EXPECT_ERROR_HAS(save_converted(temp_path("x"), *model, QuantConfig(), "lenet:num_classes=5"), "fc3");
+  expect_error([&] { save_converted(temp_path("x"), *model, QuantConfig(), "resnet8"); }, {"resnet8", "not in model"});
+  expect_error([&] { save_converted(temp_path("x"), *model, QuantConfig(), "lenet:num_classes=5"); }, {"fc3"});
 
   const std::string path = temp_path("lenet_int8.safetensors");
   save_converted(path, *model, QuantConfig(), "lenet");
@@ -715,12 +714,12 @@ TEST(Convert, ErrorCases) {
     nn::save_tensors(path + ".bad", good.tensors, meta);
     return path + ".bad";
   };
-  EXPECT_ERROR_HAS(load_converted(write_with("model", "resnet8")), "resnet8", "layer 'conv2'", "not in model");
-  EXPECT_ERROR_HAS(load_converted(write_with("model", "lenet:num_classes=5")), "tensors do not fit", "fc3");
-  EXPECT_ERROR_HAS(load_converted(write_with("layers", "")), "no 'layers'");
-  EXPECT_ERROR_HAS(load_converted(write_with("layers", "[{\"name\": \"conv9\"}]")), "conv9");
-  EXPECT_ERROR_HAS(load_converted(write_with("format", "qslim-fp32")), "not a qslim-int8", "qslim-fp32");
-  EXPECT_ERROR_HAS(load_converted(write_with("format_version", "3")), "format_version '3'", "allowed: 1, 2");
+  expect_error([&] { load_converted(write_with("model", "resnet8")); }, {"resnet8", "layer 'conv2'", "not in model"});
+  expect_error([&] { load_converted(write_with("model", "lenet:num_classes=5")); }, {"tensors do not fit", "fc3"});
+  expect_error([&] { load_converted(write_with("layers", "")); }, {"no 'layers'"});
+  expect_error([&] { load_converted(write_with("layers", "[{\"name\": \"conv9\"}]")); }, {"conv9"});
+  expect_error([&] { load_converted(write_with("format", "qslim-fp32")); }, {"not a qslim-int8", "qslim-fp32"});
+  expect_error([&] { load_converted(write_with("format_version", "3")); }, {"format_version '3'", "allowed: 1, 2"});
   // Version 2 keeps per-tensor steps only in the metadata; per-channel steps stay tensors.
   std::set<std::string> names;
   for (const auto& [name, t] : good.tensors) names.insert(name);
@@ -730,10 +729,10 @@ TEST(Convert, ErrorCases) {
   const size_t pos = layers.find("\"s\":") + 4;
   std::string negative = layers;
   negative.insert(pos, "-");
-  EXPECT_ERROR_HAS(load_converted(write_with("layers", negative)), "conv1", "step size s must be a positive number");
+  expect_error([&] { load_converted(write_with("layers", negative)); }, {"conv1", "step size s must be a positive number"});
   std::string far_zero = layers;
   far_zero.replace(far_zero.find("\"z\":0"), 5, "\"z\":300");
-  EXPECT_ERROR_HAS(load_converted(write_with("layers", far_zero)), "conv1", "zero point 300 lies outside");
+  expect_error([&] { load_converted(write_with("layers", far_zero)); }, {"conv1", "zero point 300 lies outside"});
   // A version-1 file also stores them as tensors, and the two must agree.
   auto meta_v1 = good.metadata;
   meta_v1["format_version"] = "1";
@@ -742,11 +741,11 @@ TEST(Convert, ErrorCases) {
   layers.insert(pos, "1");  // a different step size for conv1's input
   meta_v1["layers"] = layers;
   nn::save_tensors(path + ".v1", model->state_dict(), meta_v1);
-  EXPECT_ERROR_HAS(load_converted(path + ".v1"), "conv1", "disagree");
+  expect_error([&] { load_converted(path + ".v1"); }, {"conv1", "disagree"});
   std::remove((path + ".v1").c_str());
   std::string wrong_type = good.metadata.at("layers");
   wrong_type.replace(wrong_type.find("\"source\":\"Conv2D\""), 17, "\"source\":\"Linear\"");
-  EXPECT_ERROR_HAS(load_converted(write_with("layers", wrong_type)), "conv1", "Linear", "Conv2D");
+  expect_error([&] { load_converted(write_with("layers", wrong_type)); }, {"conv1", "Linear", "Conv2D"});
   std::remove(path.c_str());
   std::remove((path + ".bad").c_str());
 }

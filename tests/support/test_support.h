@@ -4,7 +4,7 @@
 
 #include <cstdint>
 #include <functional>
-#include <initializer_list>
+#include <source_location>
 #include <string>
 #include <vector>
 
@@ -39,24 +39,19 @@ inline std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
-// Asserts that `stmt` throws qslim::Error whose message contains every one of the given parts.
-#define EXPECT_ERROR_HAS(stmt, ...)                                                               \
-  do {                                                                                            \
-    const std::string msg_ = ::qslim::testing::error_of([&] { stmt; });                           \
-    ASSERT_FALSE(msg_.empty()) << "no error from " #stmt;                                         \
-    for (const char* part_ : {__VA_ARGS__})                                                       \
-      EXPECT_NE(msg_.find(part_), std::string::npos) << "missing '" << part_ << "' in: " << msg_; \
-  } while (0)
-
-// Expects f() to throw qslim::Error whose message contains every one of `parts`.
+// Expects f() to throw qslim::Error whose message contains every one of `parts`; a failure is
+// reported at the caller's line.
 template <typename F>
-void expect_error(F f, std::initializer_list<const char*> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected qslim::Error";
-  } catch (const Error& e) {
-    for (const char* p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+void expect_error(F&& f, const std::vector<std::string>& parts,
+                  std::source_location where = std::source_location::current()) {
+  const std::string msg = error_of(f);
+  if (msg.empty()) {
+    ADD_FAILURE_AT(where.file_name(), where.line())
+        << "expected a qslim::Error mentioning '" << (parts.empty() ? "" : parts[0]) << "', got none";
+    return;
   }
+  for (const std::string& p : parts)
+    if (msg.find(p) == std::string::npos) ADD_FAILURE_AT(where.file_name(), where.line()) << "missing '" << p << "' in: " << msg;
 }
 
 }  // namespace qslim::testing
