@@ -3,6 +3,7 @@
 // jobs, and bad method/preset names must be rejected with the allowed lists.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -90,6 +91,27 @@ TEST(CliTable, MiniatureTableJsonAndMarkdownAgreeAndRerunResumes) {
   const std::string md2 = read(dir.path() / "table.md");
   EXPECT_EQ(md2.find("--report-only"), std::string::npos) << md2;
   EXPECT_NE(md2.find("jobs run at commit " + commit + " (3 jobs)"), std::string::npos) << md2;
+
+  // A new FP32 checkpoint makes the method jobs on the old one stale: retraining reruns them, and so
+  // does a checkpoint replaced behind the table's back.
+  auto count = [](const std::string& out, const std::string& what) {
+    size_t n = 0;
+    for (size_t p = 0; (p = out.find(what, p)) != std::string::npos; ++p) ++n;
+    return n;
+  };
+  const std::string args3 = args.substr(0, args.find("--epochs 2")) + "--epochs 3" +
+                            args.substr(args.find("--epochs 2") + std::string("--epochs 2").size());
+  auto retrained = run_cli(args3);
+  ASSERT_EQ(retrained.status, 0) << retrained.output;
+  EXPECT_EQ(count(retrained.output, "recorded earlier, skipped"), 0u) << retrained.output;
+  EXPECT_EQ(count(retrained.output, "  done in "), 3u) << retrained.output;
+  const fs::path ckpt = dir.path() / "fp32" / "lenet" / "model.safetensors";
+  ASSERT_TRUE(fs::exists(ckpt));
+  fs::last_write_time(ckpt, fs::last_write_time(ckpt) + std::chrono::seconds(5));
+  auto replaced = run_cli(args3);
+  ASSERT_EQ(replaced.status, 0) << replaced.output;
+  EXPECT_EQ(count(replaced.output, "recorded earlier, skipped"), 1u) << replaced.output;  // the FP32 job
+  EXPECT_EQ(count(replaced.output, "  done in "), 2u) << replaced.output;
 }
 
 TEST(CliTable, RejectsUnknownMethodAndPreset) {
@@ -124,6 +146,7 @@ TEST(CliTable, FullPresetPlanCarriesThePresetsFineTuningCuts) {
   EXPECT_NE(r.output.find("table: 105 jobs, preset full"), std::string::npos) << r.output;  // 7 x (FP32 + 14)
   EXPECT_NE(line_of(r.output, "fp32/resnet20").find("train --recipe "), std::string::npos);
   EXPECT_NE(line_of(r.output, "fp32/resnet20").find("resnet20.json --epochs 3 --seed 1"), std::string::npos);
+  EXPECT_NE(line_of(r.output, "fp32/vgg16").find("vgg16.json --epochs 6 --seed 1"), std::string::npos);
   const std::string qat = line_of(r.output, "mobilenet_v2/qat_default");
   EXPECT_NE(qat.find("--epoch-fraction 0.5"), std::string::npos) << qat;
   EXPECT_NE(qat.find("--fp32-from-checkpoint"), std::string::npos) << qat;

@@ -8,6 +8,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -39,6 +40,14 @@ std::string read_text(const fs::path& p) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// The checkpoint's modification time (ns), which tells a method job whether the FP32 model it
+// quantized is still the one on disk; -1 when there is no file.
+int64_t checkpoint_stamp(const std::string& path) {
+  std::error_code ec;
+  const auto t = fs::last_write_time(path, ec);
+  return ec ? -1 : static_cast<int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
 
 }  // namespace
@@ -208,19 +217,35 @@ int TableRunner::run() {
   const std::string exe = self_exe();
   const std::vector<TableJob> all = jobs();
   json& done = results_["jobs"];
+  std::set<std::string> retrained;  // models whose FP32 job runs now: their method jobs are stale
+  auto checkpoint_path = [&](const std::string& model) {
+    for (const TableModel& m : models_)
+      if (m.name == model) return checkpoint_of(m);
+    return std::string();
+  };
+  // Recorded with the same command and, for a method job, on the FP32 checkpoint now on disk
+  // (records from before the stamp was kept are taken as they are).
+  auto recorded = [&](const TableJob& j) {
+    if (!(done.contains(j.id) && done[j.id].value("command", "") == command_line(j.argv) &&
+          done[j.id].value("status", -1) == 0))
+      return false;
+    if (j.method == "fp32") return true;
+    if (retrained.count(j.model)) return false;
+    const json& rec = done[j.id];
+    return !rec.contains("checkpoint_stamp") ||
+           rec["checkpoint_stamp"].get<int64_t>() == checkpoint_stamp(checkpoint_path(j.model));
+  };
   // Relative costs for the ETA; replaced by measured seconds per unit of cost as jobs finish.
   auto cost = [&](const TableJob& j) { return j.method == "fp32" ? 3.0 : table_method(j.method).cost; };
   double pending_cost = 0, measured_cost = 0, measured_s = 0;
   for (const TableJob& j : all)
-    if (!(done.contains(j.id) && done[j.id].value("command", "") == command_line(j.argv) &&
-          done[j.id].value("status", -1) == 0))
-      pending_cost += cost(j);
+    if (!recorded(j)) pending_cost += cost(j);
   int failed = 0, index = 0;
   const auto t_start = std::chrono::steady_clock::now();
   for (const TableJob& j : all) {
     ++index;
     const std::string cmd = command_line(j.argv);
-    if (done.contains(j.id) && done[j.id].value("command", "") == cmd && done[j.id].value("status", -1) == 0) {
+    if (recorded(j)) {
       std::printf("[%d/%zu] %-40s recorded earlier, skipped\n", index, all.size(), j.id.c_str());
       continue;
     }
@@ -246,6 +271,10 @@ int TableRunner::run() {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     json rec = {{"model", j.model}, {"method", j.method}, {"command", cmd}, {"commit", o_.commit},
                 {"status", status}, {"seconds", seconds}, {"log", log}};
+    if (j.method == "fp32")
+      retrained.insert(j.model);
+    else
+      rec["checkpoint_stamp"] = checkpoint_stamp(checkpoint_path(j.model));
     if (status == 0 && !json_line.empty()) {
       rec["figures"] = json::parse(json_line);
     } else {
