@@ -143,7 +143,7 @@ TEST(CliTable, FullPresetPlanCarriesThePresetsFineTuningCuts) {
   };
   auto r = run_cli("table --preset full --plan --out " + dir.str());
   ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find("table: 105 jobs, preset full"), std::string::npos) << r.output;  // 7 x (FP32 + 14)
+  EXPECT_NE(r.output.find("table: 112 jobs, preset full"), std::string::npos) << r.output;  // 7 x (FP32 + 15)
   EXPECT_NE(line_of(r.output, "fp32/resnet20").find("train --recipe "), std::string::npos);
   EXPECT_NE(line_of(r.output, "fp32/resnet20").find("resnet20.json --epochs 3 --seed 1"), std::string::npos);
   EXPECT_NE(line_of(r.output, "fp32/vgg16").find("vgg16.json --epochs 6 --seed 1"), std::string::npos);
@@ -152,6 +152,11 @@ TEST(CliTable, FullPresetPlanCarriesThePresetsFineTuningCuts) {
   EXPECT_NE(qat.find("--fp32-from-checkpoint"), std::string::npos) << qat;
   EXPECT_NE(line_of(r.output, "vgg16/ptq_kl_w8a8").find("--fp32-from-checkpoint"), std::string::npos);
   EXPECT_NE(line_of(r.output, "googlenet/dynamic_int16").find("--fp32-from-checkpoint"), std::string::npos);
+  const std::string control = line_of(r.output, "googlenet/fp32_finetune");
+  EXPECT_NE(control.find("qslim train --from "), std::string::npos) << control;
+  EXPECT_NE(control.find("--epochs 1 --lr 0.005 "), std::string::npos) << control;
+  EXPECT_NE(control.find("--epoch-fraction 0.5"), std::string::npos) << control;
+  EXPECT_NE(control.find("--fp32-from-checkpoint --seed 1"), std::string::npos) << control;
   const std::string lsq = line_of(r.output, "resnet50/qat_lsq_w4a8");
   EXPECT_NE(lsq.find("--epochs 1"), std::string::npos) << lsq;
   EXPECT_EQ(lsq.find("--epoch-fraction"), std::string::npos) << lsq;
@@ -163,4 +168,44 @@ TEST(CliTable, FullPresetPlanCarriesThePresetsFineTuningCuts) {
   const std::string lsq2 = line_of(r.output, "resnet50/qat_lsq_w4a8");
   EXPECT_EQ(lsq2.find("--epochs 1"), std::string::npos) << lsq2;
   EXPECT_NE(lsq2.find("--epochs 2"), std::string::npos) << lsq2;
+}
+
+// train --from, the table's FP32 fine-tune control: it starts from the checkpoint's weights (a
+// vanishing learning rate leaves its accuracy exactly where it was), takes the model, dataset and
+// normalisation from it, and reports the starting figures beside the new ones.
+TEST(CliTable, TrainFromACheckpointFineTunesItsWeights) {
+  const std::string data = qslim::testing::fashion_mnist_dir();
+  ASSERT_FALSE(data.empty()) << "Fashion-MNIST is needed (dataset-fashion-mnist)";
+  TempDir dir("cli_train_from");
+  const std::string common = " --limit 1000 --threads 2 --data-dir " + data + " --json";
+  auto first = run_cli("train --model lenet --epochs 1 --batch-size 50 --out " + (dir.path() / "a").string() + common);
+  ASSERT_EQ(first.status, 0) << first.output;
+  const std::string ckpt = (dir.path() / "a" / "model.safetensors").string();
+  auto json_of = [](const std::string& out) {
+    const size_t b = out.rfind("\n{\"") + 1;
+    return nlohmann::json::parse(out.substr(b, out.find('\n', b) - b));
+  };
+  const nlohmann::json a = json_of(first.output);
+  auto tuned = run_cli("train --from " + ckpt + " --epochs 1 --lr 1e-12 --batch-size 50 --out " +
+                       (dir.path() / "b").string() + common);
+  ASSERT_EQ(tuned.status, 0) << tuned.output;
+  const nlohmann::json b = json_of(tuned.output);
+  EXPECT_EQ(b.value("model", ""), "lenet");
+  EXPECT_DOUBLE_EQ(b.at("fp32_top1").get<double>(), a.at("top1").get<double>());
+  EXPECT_EQ(b.value("fp32_source", ""), "evaluated");  // --limit: the recorded figures are of 1000 images too,
+                                                       // but only the full split is quoted
+  EXPECT_DOUBLE_EQ(b.at("top1").get<double>(), a.at("top1").get<double>());
+  EXPECT_DOUBLE_EQ(b.at("diff_top1").get<double>(), 0.0);
+  EXPECT_GT(a.at("top1").get<double>(), 25.0) << "one epoch on 1000 images is well above chance (10 %)";
+  EXPECT_NE(tuned.output.find("vs the starting model (evaluated): top-1 +0.00"), std::string::npos) << tuned.output;
+
+  auto both = run_cli("train --from " + ckpt + " --resume " + (dir.path() / "a").string());
+  EXPECT_NE(both.status, 0);
+  EXPECT_NE(both.output.find("--from and --resume cannot be combined"), std::string::npos) << both.output;
+  auto flag = run_cli("train --model lenet --fp32-from-checkpoint --epochs 1" + common);
+  EXPECT_NE(flag.status, 0);
+  EXPECT_NE(flag.output.find("--fp32-from-checkpoint needs --from"), std::string::npos) << flag.output;
+  auto wrong = run_cli("train --from " + ckpt + " --model resnet20 --epochs 1" + common);
+  EXPECT_NE(wrong.status, 0);
+  EXPECT_NE(wrong.output.find("does not fit model 'resnet20'"), std::string::npos) << wrong.output;
 }

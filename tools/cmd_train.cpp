@@ -8,6 +8,8 @@
 #include "core/parallel.h"
 #include "core/random.h"
 #include "models/registry.h"
+#include "nn/checkpoint.h"
+#include "tools/checkpoint_job.h"
 #include "tools/commands.h"
 #include "tools/peak_rss.h"
 #include "tools/progress.h"
@@ -31,7 +33,8 @@ struct KeyFlag {
 
 struct TrainArgs {
   std::deque<KeyFlag> flags;  // deque: CLI11 keeps pointers to the values
-  std::string recipe, resume, out_dir, data_dir;
+  std::string recipe, resume, from, out_dir, data_dir;
+  bool fp32_from_checkpoint = false;
   int threads = 0;
   int workers = 1;
   int64_t limit = -1;
@@ -67,6 +70,20 @@ void run_train(TrainArgs& a) {
     if (a.limit_opt->count() == 0) a.limit = saved.limit;
     if (a.out_dir.empty()) a.out_dir = std::filesystem::path(resume_path).parent_path().string();
   }
+  // Fine-tuning starts from a trained model: its spec, dataset and normalisation are the defaults.
+  Metadata from_meta;
+  if (!a.from.empty()) {
+    QSLIM_CHECK(a.resume.empty(), "--from and --resume cannot be combined: --resume continues a run, --from starts "
+                                  "a new one from a trained model's weights");
+    from_meta = load_fp32_checkpoint("train --from", a.from, "").metadata;
+    base.model = meta_or(from_meta, "model", base.model);
+    base.dataset = meta_or(from_meta, "dataset", base.dataset);
+    if (from_meta.count("mean") && from_meta.count("std")) {
+      base.mean = train::parse_float_list(from_meta.at("mean"), a.from + ": metadata 'mean'");
+      base.std = train::parse_float_list(from_meta.at("std"), a.from + ": metadata 'std'");
+    }
+  }
+  QSLIM_CHECK(!a.fp32_from_checkpoint || !a.from.empty(), "--fp32-from-checkpoint needs --from");
   QSLIM_CHECK(a.stop_after == 0 || !a.out_dir.empty(),
               "--stop-after needs --out: the state to resume from is saved there");
   train::ResolvedConfig rc = train::resolve_config(base, a.recipe, overrides);
@@ -89,13 +106,31 @@ void run_train(TrainArgs& a) {
     c.dataset = ds.str();  // recorded in the checkpoints, so that resume and eval find the same files
   }
   train::LoadedData data = train::load_dataset(ds, a.limit);
-  if (resume_path.empty() && !rc.set_keys.count("mean") && !rc.set_keys.count("std"))
+  const bool from_stats = from_meta.count("mean") && from_meta.count("std");
+  if (resume_path.empty() && !from_stats && !rc.set_keys.count("mean") && !rc.set_keys.count("std"))
     train::normalization_for(ds, data, c.mean, c.std);
   c.model = train::resolve_model_spec(c.model, data);
   train::validate(c);
 
   manual_seed(c.seed);
   auto model = models::create_model(c.model);
+  train::EvalResult start;
+  std::string start_source;
+  if (!a.from.empty()) {
+    try {
+      nn::load_module(a.from, *model, /*strict=*/true);
+    } catch (const Error& e) {
+      QSLIM_FAIL("train --from ", a.from, ": does not fit model '", c.model, "': ", e.what());
+    }
+    CheckpointJobOptions o;
+    o.limit = a.limit;
+    o.fp32_from_checkpoint = a.fp32_from_checkpoint;
+    if (c.model != meta_or(from_meta, "model", c.model)) o.model = c.model;
+    if (c.dataset != meta_or(from_meta, "dataset", c.dataset)) o.dataset = c.dataset;
+    const CheckpointData d{ds, data, c.mean, c.std};
+    start = fp32_test_figures(o, from_meta, d, *model, start_source);
+    std::printf("starting from %s: test top-1 %.2f%% top-5 %.2f%%\n", a.from.c_str(), start.top1, start.top5);
+  }
   if (!a.recipe.empty())
     std::printf("recipe %s%s%s\n", a.recipe.c_str(), rc.notes.empty() ? "" : ": ", rc.notes.c_str());
   if (!resume_path.empty())
@@ -143,6 +178,13 @@ void run_train(TrainArgs& a) {
                         {"img_s", run_epochs ? ips / run_epochs : 0.0},
                         {"img_per_cpu_s", cpu > 0 ? images / cpu : 0.0}, {"checkpoint", ckpt},
                         {"peak_rss_mib", peak_rss_mib()}};
+    if (!a.from.empty()) {
+      j["from"] = a.from;
+      j["fp32_top1"] = start.top1;
+      j["fp32_top5"] = start.top5;
+      j["fp32_source"] = start_source;
+      j["diff_top1"] = last.test.top1 - start.top1;
+    }
     std::printf("%s\n", j.dump().c_str());
   }
   const bool stopped = last.epoch < c.epochs;
@@ -150,6 +192,8 @@ void run_train(TrainArgs& a) {
               stopped ? "stopped" : "final", c.model.c_str(), last.test.top1, last.test.top5, last.epoch,
               stopped ? (" of " + std::to_string(c.epochs)).c_str() : "", format_duration(total).c_str(),
               peak_rss_mib(), ckpt.empty() ? "" : ", checkpoint ", ckpt.c_str());
+  if (!a.from.empty())
+    std::printf("vs the starting model (%s): top-1 %+.2f\n", start_source.c_str(), last.test.top1 - start.top1);
   if (stopped && !c.out_dir.empty())
     std::printf("continue with: qslim train --resume %s\n", c.out_dir.c_str());
 }
@@ -179,6 +223,11 @@ void add_train_command(CLI::App& app) {
     f.option = cmd->add_flag(flags, f.flag_value, help);
   };
   cmd->add_option("--recipe", a->recipe, "Recipe JSON (e.g. recipes/resnet20.json); flags override its values");
+  cmd->add_option("--from", a->from,
+                  "Fine-tune: start from the weights of this model.safetensors (its model, dataset and "
+                  "normalisation unless given)");
+  cmd->add_flag("--fp32-from-checkpoint", a->fp32_from_checkpoint,
+                "With --from: quote the starting model's test figures recorded in it instead of evaluating it");
   cmd->add_option("--resume", a->resume,
                   "Continue from DIR/train_state.safetensors (or that FILE) after its last epoch, bit for bit");
   key_option("--model", "model", "Model spec, e.g. lenet or resnet20:width=16");

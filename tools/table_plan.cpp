@@ -47,6 +47,13 @@ std::vector<TableMethod> build_methods() {
   for (size_t i = 0; i < std::size(qat); ++i)
     m.push_back({qat[i].first, "qat", qat_labels[i].second, "qat", {"--config", std::string("@recipes/") + qat[i].second},
                  1.0});
+  // The control for QAT: the same fine-tuning (recipes/qat_default.json's schedule) without
+  // quantization, which separates what quantization costs from what the extra training gives.
+  m.push_back({"fp32_finetune", "qat", "FP32 fine-tune (control: QAT's schedule, no quantization)", "train",
+               {"--epochs", "1", "--lr", "0.005", "--momentum", "0.9", "--weight-decay", "0", "--schedule", "cosine",
+                "--optimizer", "sgd", "--batch-size", "128", "--warmup-epochs", "0", "--label-smoothing", "0",
+                "--no-nesterov", "--no-augment"},
+               0.8});
   m.push_back({"dynamic_int8", "dynamic", "Dynamic INT8 (weight-only)", "dynamic", {"--weight-bits", "8"}, 0.1});
   m.push_back({"dynamic_int16", "dynamic", "Dynamic INT16 (weight-only)", "dynamic", {"--weight-bits", "16"}, 0.1});
   return m;
@@ -127,8 +134,9 @@ TablePreset table_preset(const std::string& name) {
              {"vgg16", "vgg16.json", {"--epochs", "6"}},
              {"googlenet", "googlenet.json", {"--epochs", "2"}}},
             "ptq_abs_max_w8a8,ptq_avg_w8a8,ptq_hist_w8a8,ptq_kl_w8a8,ptq_mse_w8a8,ptq_emd_w8a8,ptq_mse_w4a8,"
-            "ptq_mse_w4a8_bc,ptq_mse_w6a6,qat_default,qat_pact,qat_lsq_w4a8,dynamic",
+            "ptq_mse_w4a8_bc,ptq_mse_w6a6,qat_default,qat_pact,qat_lsq_w4a8,fp32_finetune,dynamic",
             {{"qat_default", {"--epoch-fraction", "0.5"}},
+             {"fp32_finetune", {"--epoch-fraction", "0.5"}},
              {"qat_pact", {"--epoch-fraction", "0.5"}},
              {"qat_lsq_w4a8", {"--epochs", "1"}}}};
   QSLIM_FAIL("table: unknown preset '", name, "'; allowed: quick, full");

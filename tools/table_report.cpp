@@ -18,10 +18,11 @@ using json = nlohmann::json;
 namespace {
 
 // `key`, or for "int8_*" keys the "quant_*" spelling of the commands whose result is not always
-// INT8 (qslim dynamic --weight-bits 16).
+// INT8 (qslim dynamic --weight-bits 16), or the plain one of qslim train (the FP32 fine-tune control).
 double number(const json& figures, const std::string& key, const std::string& job) {
   std::string k = key;
   if (!figures.contains(k) && key.rfind("int8_", 0) == 0) k = "quant_" + key.substr(5);
+  if (!figures.contains(k) && key.rfind("int8_", 0) == 0) k = key.substr(5);
   QSLIM_CHECK(figures.contains(k) && figures[k].is_number(), "table: the figures of job ", job,
               " have no number '", key, "': ", figures.dump());
   return figures[k].get<double>();

@@ -166,21 +166,24 @@ TableJob TableRunner::fp32_job(const TableModel& m) const {
 TableJob TableRunner::method_job(const TableModel& m, const std::string& method) const {
   const TableMethod& t = table_method(method);
   TableJob j{m.name + "/" + method, m.name, method, {t.command, "--from", checkpoint_of(m)}};
-  for (const std::string& a : t.args)
-    j.argv.push_back(a.rfind("@recipes/", 0) == 0 ? (fs::path(o_.recipes_dir) / a.substr(9)).string() : a);
-  const auto preset_args = o_.method_args.find(method);
-  if (preset_args != o_.method_args.end())
-    for (size_t i = 0; i < preset_args->second.size(); ++i) {
-      if (o_.qat_epochs > 0 && preset_args->second[i] == "--epochs") {
+  const bool fine_tunes = t.command == "qat" || t.command == "train";
+  auto append = [&](const std::vector<std::string>& args) {
+    for (size_t i = 0; i < args.size(); ++i) {
+      if (fine_tunes && o_.qat_epochs > 0 && args[i] == "--epochs") {
         ++i;  // replaced by the table-wide override below
         continue;
       }
-      j.argv.push_back(preset_args->second[i]);
+      const std::string& a = args[i];
+      j.argv.push_back(a.rfind("@recipes/", 0) == 0 ? (fs::path(o_.recipes_dir) / a.substr(9)).string() : a);
     }
+  };
+  append(t.args);
+  const auto preset_args = o_.method_args.find(method);
+  if (preset_args != o_.method_args.end()) append(preset_args->second);
   // Every method job compares with the FP32 model; the figures its training recorded spare an evaluation.
   j.argv.insert(j.argv.end(), {"--out", (fs::path(o_.out_dir) / safe_name(m.name) / method).string(), "--json",
                                "--fp32-from-checkpoint"});
-  if (t.command == "qat") {
+  if (fine_tunes) {
     if (o_.qat_epochs > 0) j.argv.insert(j.argv.end(), {"--epochs", std::to_string(o_.qat_epochs)});
     j.argv.insert(j.argv.end(), {"--seed", std::to_string(o_.seed)});
   }
