@@ -157,16 +157,20 @@ TEST(CliDynamic, TrainThenQuantizeInt8AndInt16) {
 TEST(CliDynamic, Fp32FiguresFromTheCheckpointOnlyForTheSameTestSplit) {
   ASSERT_FALSE(qslim::testing::fashion_mnist_dir().empty()) << "Fashion-MNIST not installed";
   const fs::path d = temp_dir("fp32_recorded");
-  auto checkpoint = [&](const std::string& samples) {
+  auto checkpoint = [&](const std::string& samples, const std::string& top1 = "98.760000") {
     qslim::manual_seed(4);
     auto model = qslim::models::create_model("lenet");
-    const fs::path p = d / ("model_" + samples + ".safetensors");
+    const fs::path p = d / ("model_" + samples + "_" + top1 + ".safetensors");
     qslim::nn::save_module(p.string(), *model,
                            {{"format", "qslim-fp32"}, {"model", "lenet"}, {"dataset", "fashion-mnist"},
-                            {"test_top1", "98.760000"}, {"test_top5", "99.990000"}, {"test_loss", "0.05"},
+                            {"test_top1", top1}, {"test_top5", "99.990000"}, {"test_loss", "0.05"},
                             {"test_samples", samples}});
     return p.string();
   };
+  const std::string garbled = checkpoint("10000", "high");
+  auto bad = run_cli("dynamic --from " + garbled + " --fp32-from-checkpoint --threads 2 --out " + (d / "q").string());
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.output.find(garbled + ": metadata test figures 'high'"), std::string::npos) << bad.output;
   const std::string full = checkpoint("10000"), other = checkpoint("9999");
   struct Case {
     std::string from, flags, source;

@@ -78,8 +78,8 @@ Fp32Checkpoint load_fp32_checkpoint(const std::string& command, const std::strin
   return c;
 }
 
-train::EvalResult fp32_test_figures(const CheckpointJobOptions& o, const Metadata& meta, const CheckpointData& d,
-                                    nn::Module& model, std::string& source) {
+train::EvalResult fp32_test_figures(const CheckpointJobOptions& o, const std::string& checkpoint, const Metadata& meta,
+                                    const CheckpointData& d, nn::Module& model, std::string& source) {
   if (o.fp32_from_checkpoint && o.model.empty() && o.dataset.empty() && o.limit < 0) {
     const char* keys[] = {"test_top1", "test_top5", "test_loss", "test_samples"};
     bool recorded = true;
@@ -92,7 +92,7 @@ train::EvalResult fp32_test_figures(const CheckpointJobOptions& o, const Metadat
         r.loss = std::stod(meta.at("test_loss"));
         r.samples = std::stoll(meta.at("test_samples"));
       } catch (const std::exception&) {
-        QSLIM_FAIL("checkpoint metadata: test figures '", meta.at("test_top1"), "', '", meta.at("test_top5"), "', '",
+        QSLIM_FAIL(checkpoint, ": metadata test figures '", meta.at("test_top1"), "', '", meta.at("test_top5"), "', '",
                    meta.at("test_loss"), "', '", meta.at("test_samples"), "' are not numbers");
       }
       if (r.samples == d.data.test->size()) {

@@ -62,8 +62,8 @@ Fp32Checkpoint load_fp32_checkpoint(const std::string& command, const std::strin
 // in the checkpoint's metadata when those describe this very test split (no --model, --dataset or
 // --limit, the same number of test images); otherwise, and by default, the model is evaluated.
 // `source` is set to "checkpoint" or "evaluated", and a line says which.
-train::EvalResult fp32_test_figures(const CheckpointJobOptions& o, const Metadata& meta, const CheckpointData& d,
-                                    nn::Module& model, std::string& source);
+train::EvalResult fp32_test_figures(const CheckpointJobOptions& o, const std::string& checkpoint, const Metadata& meta,
+                                    const CheckpointData& d, nn::Module& model, std::string& source);
 
 std::string join(const std::vector<std::string>& items, const std::string& separator = ", ");
 

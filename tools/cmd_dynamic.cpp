@@ -50,7 +50,7 @@ void run_dynamic(const DynamicArgs& a) {
   std::fflush(stdout);
 
   std::string fp32_source;
-  const train::EvalResult fp32 = fp32_test_figures(a.job, loaded.metadata, e, *fp32_model, fp32_source);
+  const train::EvalResult fp32 = fp32_test_figures(a.job, a.from, loaded.metadata, e, *fp32_model, fp32_source);
   nn::ModulePtr reloaded = quant::load_converted(files.quantized);
   const train::EvalResult q = train::evaluate(*reloaded, e.data.test, e.mean, e.std);
   train::EvalResult test_model;

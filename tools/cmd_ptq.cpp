@@ -104,7 +104,7 @@ void run_ptq(const PtqArgs& a) {
               static_cast<long long>(a.batch_size), static_cast<long long>(data.train->size()));
   std::fflush(stdout);
   std::string fp32_source;
-  const train::EvalResult fp32 = fp32_test_figures(a.job, ckpt.metadata, e, *model, fp32_source);
+  const train::EvalResult fp32 = fp32_test_figures(a.job, a.from, ckpt.metadata, e, *model, fp32_source);
 
   Progress progress;
   o.progress = [&](const std::string& stage, int64_t done, int64_t total) {

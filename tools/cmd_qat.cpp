@@ -168,7 +168,7 @@ void run_qat(const QatArgs& a) {
               recipe.notes.c_str());
   std::fflush(stdout);
   std::string fp32_source;
-  const train::EvalResult fp32 = fp32_test_figures(a.job, ckpt.metadata, e, model, fp32_source);
+  const train::EvalResult fp32 = fp32_test_figures(a.job, a.from, ckpt.metadata, e, model, fp32_source);
 
   manual_seed(c.seed);
   std::string layers;

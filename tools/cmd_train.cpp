@@ -128,7 +128,7 @@ void run_train(TrainArgs& a) {
     if (c.model != meta_or(from_meta, "model", c.model)) o.model = c.model;
     if (c.dataset != meta_or(from_meta, "dataset", c.dataset)) o.dataset = c.dataset;
     const CheckpointData d{ds, data, c.mean, c.std};
-    start = fp32_test_figures(o, from_meta, d, *model, start_source);
+    start = fp32_test_figures(o, a.from, from_meta, d, *model, start_source);
     std::printf("starting from %s: test top-1 %.2f%% top-5 %.2f%%\n", a.from.c_str(), start.top1, start.top5);
   }
   if (!a.recipe.empty())
