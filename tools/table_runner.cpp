@@ -50,6 +50,20 @@ int64_t checkpoint_stamp(const std::string& path) {
   return ec ? -1 : static_cast<int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
 
+// Appends args to argv, "@recipes/NAME" as a path under recipes_dir, leaving out an "--epochs N"
+// pair when a table-wide override replaces it.
+void append_args(std::vector<std::string>& argv, const std::vector<std::string>& args, bool drop_epochs,
+                 const std::string& recipes_dir) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (drop_epochs && args[i] == "--epochs") {
+      ++i;
+      continue;
+    }
+    const std::string& a = args[i];
+    argv.push_back(a.rfind("@recipes/", 0) == 0 ? (fs::path(recipes_dir) / a.substr(9)).string() : a);
+  }
+}
+
 }  // namespace
 
 std::string command_line(const std::vector<std::string>& argv) {
@@ -147,13 +161,7 @@ TableJob TableRunner::fp32_job(const TableModel& m) const {
     return j;
   }
   j.argv = {"train", "--recipe", (fs::path(o_.recipes_dir) / m.recipe).string()};
-  for (size_t i = 0; i < m.train_flags.size(); ++i) {
-    if (o_.epochs > 0 && m.train_flags[i] == "--epochs") {
-      ++i;  // replaced by the table-wide override below
-      continue;
-    }
-    j.argv.push_back(m.train_flags[i]);
-  }
+  append_args(j.argv, m.train_flags, o_.epochs > 0, o_.recipes_dir);
   if (o_.epochs > 0) j.argv.insert(j.argv.end(), {"--epochs", std::to_string(o_.epochs)});
   j.argv.insert(j.argv.end(), {"--seed", std::to_string(o_.seed), "--out",
                                (fs::path(o_.out_dir) / "fp32" / safe_name(m.name)).string(), "--json"});
@@ -167,19 +175,10 @@ TableJob TableRunner::method_job(const TableModel& m, const std::string& method)
   const TableMethod& t = table_method(method);
   TableJob j{m.name + "/" + method, m.name, method, {t.command, "--from", checkpoint_of(m)}};
   const bool fine_tunes = t.command == "qat" || t.command == "train";
-  auto append = [&](const std::vector<std::string>& args) {
-    for (size_t i = 0; i < args.size(); ++i) {
-      if (fine_tunes && o_.qat_epochs > 0 && args[i] == "--epochs") {
-        ++i;  // replaced by the table-wide override below
-        continue;
-      }
-      const std::string& a = args[i];
-      j.argv.push_back(a.rfind("@recipes/", 0) == 0 ? (fs::path(o_.recipes_dir) / a.substr(9)).string() : a);
-    }
-  };
-  append(t.args);
+  append_args(j.argv, t.args, fine_tunes && o_.qat_epochs > 0, o_.recipes_dir);
   const auto preset_args = o_.method_args.find(method);
-  if (preset_args != o_.method_args.end()) append(preset_args->second);
+  if (preset_args != o_.method_args.end())
+    append_args(j.argv, preset_args->second, fine_tunes && o_.qat_epochs > 0, o_.recipes_dir);
   // Every method job compares with the FP32 model; the figures its training recorded spare an evaluation.
   j.argv.insert(j.argv.end(), {"--out", (fs::path(o_.out_dir) / safe_name(m.name) / method).string(), "--json",
                                "--fp32-from-checkpoint"});
