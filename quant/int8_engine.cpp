@@ -143,6 +143,27 @@ std::vector<U8Grid> Int8Engine::grids_wanted(int v) const {
   return out;
 }
 
+const PlanNode* Int8Engine::fusable_maxpool2(const PlanNode& conv) const {
+  if (!options_.reuse_buffers || !options_.fuse_pooling || conv.output == plan_.graph.output) return nullptr;
+  const PlanNode* consumer = nullptr;
+  for (const PlanNode& c : plan_.nodes) {
+    if (std::find(c.inputs.begin(), c.inputs.end(), conv.output) == c.inputs.end()) continue;
+    if (consumer != nullptr) return nullptr;
+    consumer = &c;
+  }
+  if (consumer == nullptr || !consumer->fused.empty()) return nullptr;
+  const nn::Module& m = *plan_.graph.nodes[consumer->traced].module;
+  const nn::MaxPool2D* pool = nullptr;
+  if (consumer->op == PlanOp::MaxPoolInt8 && accepts(conv.out.grid, consumer->in_grids[0]))
+    pool = dynamic_cast<const nn::MaxPool2D*>(&m.child("op"));
+  else if (consumer->op == PlanOp::MaxPool)
+    pool = dynamic_cast<const nn::MaxPool2D*>(&m);
+  if (pool == nullptr || !(pool->kernel_size() == nn::Size2(2)) || !(pool->stride() == nn::Size2(2)) ||
+      !(pool->padding() == nn::Size2(0)))
+    return nullptr;
+  return consumer;
+}
+
 void Int8Engine::build() {
   const TracedGraph& g = plan_.graph;
   native_.assign(g.values.size(), -1);
@@ -184,8 +205,19 @@ void Int8Engine::build() {
           break;
         }
         const EValue in = values_[as_u8(p.inputs[0], p.in_grids[0])];
+        const auto& layer = dynamic_cast<const ConvertedConv2D&>(*m);
+        if (const PlanNode* pool = p.op == PlanOp::ConvInt8 && u8_out ? fusable_maxpool2(p) : nullptr) {
+          EValue pooled = make_value(g.values[pool->output].shape, Layout::NHWC, true, p.out.grid);
+          pooled.buffer = static_cast<int>(buffer_bytes_.size());  // the id new_buffer gives below
+          if (StepPtr s = conv_maxpool2_step(layer, p, in, pooled)) {
+            QSLIM_CHECK(new_buffer(pooled.sample_bytes()) == pooled.buffer, "Int8Engine: buffer ids out of step");
+            native_[pool->output] = add_value(pooled);  // the pool's node finds its output made
+            add_step(std::move(s));
+            break;
+          }
+        }
         const EValue out = emit(make_value(out_shape, Layout::NHWC, u8_out, p.out.grid));
-        add_step(conv_step(dynamic_cast<const ConvertedConv2D&>(*m), p, in, out));
+        add_step(conv_step(layer, p, in, out));
         break;
       }
       case PlanOp::LinearInt8: {
@@ -273,6 +305,7 @@ void Int8Engine::build() {
       }
       case PlanOp::MaxPoolInt8:
       case PlanOp::MaxPool: {
+        if (native_[p.output] >= 0) break;  // fused into the conv before it
         const int src = p.op == PlanOp::MaxPoolInt8 ? as_u8(p.inputs[0], p.in_grids[0]) : native_[p.inputs[0]];
         const EValue in = values_[src];
         const nn::Module& pool_module = p.op == PlanOp::MaxPoolInt8 ? m->child("op") : *m;

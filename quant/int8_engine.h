@@ -34,7 +34,8 @@ namespace qslim::quant {
 
 struct Int8EngineOptions {
   // Share buffers between values whose lifetimes do not overlap. Off keeps every value of the
-  // last run for inspect() (debugging, per-layer comparisons) and runs the batch in one piece.
+  // last run for inspect() (debugging, per-layer comparisons; nothing is fused away, see
+  // fuse_pooling) and runs the batch in one piece.
   bool reuse_buffers = true;
   // Large batches run the whole program on tiles of images whose buffers fit in about this many
   // bytes (so intermediate maps stay in the per-core cache), one tile per thread at a time with
@@ -46,6 +47,10 @@ struct Int8EngineOptions {
   // closely; the float adds are a small share of a tiled run (resnet20: about 2% faster, mean logit
   // difference to the simulated path 0.15 -> 0.37 output steps), hence off by default.
   bool integer_residual_adds = false;
+  // A conv whose only consumer is a 2x2 stride-2 max pool writes the pooled map directly when the
+  // fused kernel applies (LeNet's first conv: cpu::int8_conv2d_maxpool2_u8), bit-identical to the
+  // two steps. Needs reuse_buffers: the conv's full map is never held, so inspect() cannot show it.
+  bool fuse_pooling = true;
 };
 
 class Int8Engine {
@@ -88,6 +93,9 @@ class Int8Engine {
   int held_for_float_add(int v);
   // The distinct input grids of the integer nodes that consume traced value v directly.
   std::vector<U8Grid> grids_wanted(int v) const;
+  // The max pool node that a conv's uint8 output may be fused into (its only consumer, 2x2 stride 2,
+  // unpadded, reading the conv's grid), or null.
+  const PlanNode* fusable_maxpool2(const PlanNode& conv) const;
   void build();
   void plan_buffers();
   // Sizes the buffers of `contexts` run contexts for `batch` images each.

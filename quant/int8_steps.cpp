@@ -248,8 +248,9 @@ namespace {
 
 class ConvStep : public Step {
  public:
-  ConvStep(const ConvertedConv2D& layer, const PlanNode& p, const EValue& in, const EValue& out)
-      : name_(layer.type_name()), in_(in), out_(out) {
+  // pool2: out is the conv's 2x2 stride-2 max pool (uint8, groups == 1), computed by the fused kernel.
+  ConvStep(const ConvertedConv2D& layer, const PlanNode& p, const EValue& in, const EValue& out, bool pool2 = false)
+      : name_(layer.type_name()), in_(in), out_(out), pool2_(pool2) {
     reads = {in.buffer};
     writes = {out.buffer};
     const Tensor w = layer.buffer("weight");
@@ -266,8 +267,11 @@ class ConvStep : public Step {
     g_.pad_w = cp.padding[1];
     g_.dilation_h = cp.dilation[0];
     g_.dilation_w = cp.dilation[1];
-    QSLIM_CHECK(g_.out_h() == out.h && g_.out_w() == out.w && g_.out_c == out.c, "Int8Engine: conv geometry gives [",
-                g_.out_c, ", ", g_.out_h(), ", ", g_.out_w(), "] but the traced output is ", shape_str(out.shape));
+    const int64_t f = pool2 ? 2 : 1;
+    QSLIM_CHECK(g_.out_h() / f == out.h && g_.out_w() / f == out.w && g_.out_c == out.c,
+                "Int8Engine: conv geometry gives [", g_.out_c, ", ", g_.out_h(), ", ", g_.out_w(), "]",
+                pool2 ? " (pooled 2x2)" : "", " but the traced output is ", shape_str(out.shape));
+    QSLIM_CHECK(!pool2 || (out.u8 && cp.groups == 1), "Int8Engine: only uint8 groups == 1 convs fuse a max pool");
     Epilogue e = make_epilogue(layer, p, in, out);
     out_spec_ = e.out;
     depthwise_ = cp.groups != 1;
@@ -287,15 +291,19 @@ class ConvStep : public Step {
     if (depthwise_) {
       if (out_.u8) cpu::int8_depthwise_u8(x, g, dw_, out_spec_, static_cast<uint8_t*>(y));
       else cpu::int8_depthwise_f32(x, g, dw_, out_spec_, static_cast<float*>(y));
+    } else if (pool2_) {
+      cpu::int8_conv2d_maxpool2_u8(x, g, in_.grid.zero_point, packed_, out_spec_, static_cast<uint8_t*>(y));
     } else {
       if (out_.u8) cpu::int8_conv2d_u8(x, g, in_.grid.zero_point, packed_, out_spec_, static_cast<uint8_t*>(y));
       else cpu::int8_conv2d_f32(x, g, in_.grid.zero_point, packed_, out_spec_, static_cast<float*>(y));
     }
   }
+  // Whether the fused conv + pool kernel runs (else the kernel pools a temporary full map).
+  bool pool_fused() const { return pool2_ && cpu::int8_conv2d_maxpool2_fused(g_, packed_); }
   std::string describe() const override {
     std::ostringstream os;
     os << (depthwise_ ? "int8 depthwise " : "int8 conv ") << g_.kernel_h << "x" << g_.kernel_w << " s" << g_.stride_h
-       << " " << str(in_) << " -> " << str(out_);
+       << (pool2_ ? " + maxpool 2x2" : "") << " " << str(in_) << " -> " << str(out_);
     return os.str();
   }
 
@@ -305,6 +313,7 @@ class ConvStep : public Step {
   cpu::Int8ConvGeometry g_;
   cpu::Int8Output out_spec_;
   bool depthwise_ = false;
+  bool pool2_ = false;
   cpu::PackedInt8Weights packed_;
   cpu::PackedDepthwiseWeights dw_;
 };
@@ -594,7 +603,10 @@ class ConcatStep : public Step {
   }
   std::string describe() const override {
     std::string s = "int8 concat";
-    for (const EValue& v : ins_) s += " " + str(v);
+    for (const EValue& v : ins_) {
+      s += ' ';
+      s += str(v);
+    }
     return s + " -> " + str(out_);
   }
 
@@ -621,7 +633,10 @@ class FloatModuleStep : public Step {
   }
   std::string describe() const override {
     std::string s = "float " + name_ + " (" + m_->type_name() + ")";
-    for (const EValue& v : ins_) s += " " + str(v);
+    for (const EValue& v : ins_) {
+      s += ' ';
+      s += str(v);
+    }
     return s + " -> " + str(out_);
   }
 
@@ -666,6 +681,11 @@ StepPtr requantize_step(const EValue& in, const EValue& out) { return std::make_
 StepPtr relayout_step(const EValue& in, const EValue& out) { return std::make_unique<RelayoutStep>(in, out); }
 StepPtr conv_step(const ConvertedConv2D& layer, const PlanNode& p, const EValue& in, const EValue& out) {
   return std::make_unique<ConvStep>(layer, p, in, out);
+}
+StepPtr conv_maxpool2_step(const ConvertedConv2D& layer, const PlanNode& p, const EValue& in, const EValue& pooled) {
+  auto step = std::make_unique<ConvStep>(layer, p, in, pooled, true);
+  if (!step->pool_fused()) return nullptr;
+  return step;
 }
 StepPtr linear_step(const ConvertedLinear& layer, const PlanNode& p, const EValue& in, const EValue& out) {
   return std::make_unique<LinearStep>(layer, p, in, out);

@@ -74,6 +74,10 @@ StepPtr relayout_step(const EValue& in, const EValue& out);
 bool int8_bias_fits(const ConvertedWeightLayer& layer, const PlanNode& p, float in_scale);
 StepPtr conv_step(const ConvertedConv2D& layer, const PlanNode& p, const EValue& in, const EValue& out);
 StepPtr linear_step(const ConvertedLinear& layer, const PlanNode& p, const EValue& in, const EValue& out);
+// A groups == 1 conv with a uint8 output followed by a 2x2 stride-2 max pool (floor, no padding):
+// `pooled` is the pool's output, on the conv's output grid. Null when the fused kernel does not
+// apply to this layer (cpu::int8_conv2d_maxpool2_fused: the pixel-lane path, positive multipliers).
+StepPtr conv_maxpool2_step(const ConvertedConv2D& layer, const PlanNode& p, const EValue& in, const EValue& pooled);
 
 // a + b (same layout), clamped to [lo, hi]: u8 inputs on their grids -> u8 out.grid (requantized,
 // int8_add_u8); any mix of f32 and u8 inputs -> f32, plus, in the same pass, copies quantized onto

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/factory.h"
 #include "core/parallel.h"
+#include "tests/support/test_support.h"
 
 using namespace qslim;
 using namespace qslim::cpu;
@@ -481,6 +482,74 @@ TEST(Int8Conv, SmallBatchesSplitRowsAcrossThreads) {
     }
   }
   set_num_threads(saved);
+}
+
+// 2x2 stride-2 max pool (floor) of an NHWC uint8 map, from the definition.
+std::vector<uint8_t> reference_maxpool2(const std::vector<uint8_t>& y, int64_t batch, int64_t h, int64_t w,
+                                        int64_t c) {
+  const int64_t ph = h / 2, pw = w / 2;
+  std::vector<uint8_t> out(static_cast<size_t>(batch * ph * pw * c));
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t i = 0; i < ph; ++i)
+      for (int64_t j = 0; j < pw; ++j)
+        for (int64_t ch = 0; ch < c; ++ch) {
+          uint8_t m = 0;
+          for (int64_t di = 0; di < 2; ++di)
+            for (int64_t dj = 0; dj < 2; ++dj)
+              m = std::max(m, y[static_cast<size_t>(((n * h + 2 * i + di) * w + 2 * j + dj) * c + ch)]);
+          out[static_cast<size_t>(((n * ph + i) * pw + j) * c + ch)] = m;
+        }
+  return out;
+}
+
+// A conv with its 2x2 max pool fused (LeNet's conv1 -> pool) gives exactly the conv's output pooled:
+// odd output sizes (the last row / column is dropped), pooled rows of more than one 16-pixel block,
+// threads splitting one image's rows, every ISA, and a negative multiplier (a folded BatchNorm with a
+// negative scale), which reverses the order and must not be pooled on the accumulators.
+TEST(Int8Conv, FusedMaxPoolEqualsConvThenPool) {
+  std::mt19937 rng(24);
+  const bool vbmi = int8_isa_supported(Int8Isa::Avx512Vnni) && __builtin_cpu_supports("avx512vbmi");
+  const int saved = num_threads();
+  const std::vector<Case> cases = {
+      {2, 28, 28, 1, 6, 5, 1, 2, 1, 128},   // LeNet conv1
+      {2, 11, 50, 2, 5, 3, 2, 1, 1, 9},     // 6 x 25 conv output: odd width
+      {1, 5, 33, 3, 1, 3, 1, 0, 1, 255},    // 3 x 31: odd height and width
+      {2, 7, 70, 1, 8, 3, 1, 1, 1, 3},      // 35 pooled pixels per row: three blocks
+      {1, 6, 9, 3, 7, 2, 1, 1, 1, 1},       // even kernel, runs of 6 bytes
+      {1, 160, 200, 1, 6, 5, 1, 2, 1, 7},   // one large image: rows split across threads
+  };
+  for (const Case& cs : cases) {
+    const Int8ConvGeometry g = geometry(cs, false);
+    Layer l = make_layer(g, false, rng);
+    for (bool negative : {false, true}) {
+      if (negative) l.mult[g.out_c / 2] = -l.mult[g.out_c / 2];
+      const auto acc = reference_acc(l, g, cs.zin, false);
+      for (Int8Isa isa : isas()) {
+        const PackedInt8Weights pw =
+            pack_int8_conv_weights(l.w.data(), g, l.bias.data(), cs.zin, l.mult.data(), g.out_c, isa);
+        const bool fused = int8_conv2d_maxpool2_fused(g, pw);
+        EXPECT_EQ(fused, isa == Int8Isa::Avx512Vnni && vbmi && !negative) << describe(cs) << " " << int8_isa_name(isa);
+        for (const Int8Output& o : u8_outputs()) {
+          const auto want = reference_maxpool2(reference_u8(acc, l.mult, o), g.batch, g.out_h(), g.out_w(), g.out_c);
+          for (int threads : {1, 2}) {
+            set_num_threads(threads);
+            std::vector<uint8_t> y(want.size(), 7);
+            int8_conv2d_maxpool2_u8(l.x.data(), g, cs.zin, pw, o, y.data());
+            ASSERT_TRUE(same(y, want)) << describe(cs) << " isa " << int8_isa_name(isa) << " negative " << negative
+                                       << " threads " << threads << " zp " << o.zero_point;
+          }
+        }
+      }
+    }
+  }
+  set_num_threads(saved);
+  const Case tiny{1, 3, 8, 1, 4, 3, 1, 0, 1, 0};  // 1 x 6 conv output: no 2x2 window
+  const Int8ConvGeometry g = geometry(tiny, false);
+  const Layer l = make_layer(g, false, rng);
+  const auto pw = pack_int8_conv_weights(l.w.data(), g, l.bias.data(), 0, l.mult.data(), g.out_c);
+  std::vector<uint8_t> y(64);
+  qslim::testing::expect_error([&] { int8_conv2d_maxpool2_u8(l.x.data(), g, 0, pw, Int8Output{}, y.data()); },
+                               {"int8_conv2d_maxpool2_u8", "1x6", "smaller than the 2x2 pool"});
 }
 
 // Weights packed for one geometry are refused for a geometry with another patch layout.

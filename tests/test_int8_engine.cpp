@@ -10,6 +10,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "core/cpu/int8_gemm.h"
 #include "core/factory.h"
 #include "core/parallel.h"
 #include "core/random.h"
@@ -331,7 +332,12 @@ TEST(Int8Plan, LeNetRunsOnIntegersWithReluAndPoolOnTheNextLayersGrid) {
   EXPECT_EQ(engine.count_steps("quantize"), 1) << engine.describe();
   EXPECT_EQ(engine.count_steps("requantize") + engine.count_steps("dequantize"), 0) << engine.describe();
   EXPECT_EQ(engine.count_steps("int8 linear (NHWC columns)"), 1) << engine.describe();
-  EXPECT_EQ(engine.count_steps("int8 maxpool"), 2);
+  // The first pool is fused into conv1 where the pixel-lane kernel runs; the second is its own step.
+  const bool fused = cpu::int8_isa_supported(cpu::Int8Isa::Avx512Vnni) && __builtin_cpu_supports("avx512vbmi");
+  EXPECT_EQ(engine.count_steps("int8 conv 5x5 s1 + maxpool 2x2"), fused ? 1 : 0) << engine.describe();
+  EXPECT_EQ(engine.count_steps("int8 maxpool"), fused ? 1 : 2) << engine.describe();
+  Int8Engine kept(model, {1, 28, 28}, {false});
+  EXPECT_EQ(kept.count_steps("int8 maxpool"), 2) << "reuse_buffers = false keeps every value";
 }
 
 TEST(Int8Plan, ResNetFoldsEveryBatchNormIntoItsConv) {

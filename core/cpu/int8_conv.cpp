@@ -169,10 +169,11 @@ bool pixel_lanes_shape(Int8Isa isa, const Int8ConvGeometry& g) {
 // Stride/padding/dilation-general conv on the VNNI path without patch copies: an image's input
 // rows (padded with the zero point into per-thread scratch when the conv pads) are the GEMM's A
 // through an IndirectA view, one K segment per kernel row (kernel_w * in_c contiguous bytes).
-// Tasks are (image, block of output rows); small convs run on the calling thread.
+// Tasks are (image, block of output rows); small convs run on the calling thread. With pool2 (the
+// pixel-lane kernel only) y receives the conv's 2x2 stride-2 max pool, and the rows are pooled rows.
 template <typename OutT>
 void conv_indirect(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point, const PackedInt8Weights& w,
-                   const Int8Output& out, OutT* y, bool pixel_lanes) {
+                   const Int8Output& out, OutT* y, bool pixel_lanes, bool pool2 = false) {
   using int8_detail::IndirectA;
   const int64_t C = g.in_c, H = g.in_h, W = g.in_w, OH = g.out_h(), OW = g.out_w(), N = g.out_c;
   const int64_t KH = g.kernel_h, PH = g.pad_h, PW = g.pad_w;
@@ -191,13 +192,16 @@ void conv_indirect(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_
   const int64_t threads = pool_threads();
   const int64_t macs = g.batch * OH * OW * g.gemm_k() * N;
   const bool parallel = threads > 1 && macs >= kParallelMacs && !in_parallel();
+  const int64_t rows_per_out = pool2 ? 2 : 1;
+  const int64_t YH = OH / rows_per_out, YW = OW / rows_per_out;  // the rows and pixels written
   // Whole images per task when the batch keeps every thread busy, else blocks of output rows.
-  const int64_t chunks = parallel && g.batch < 3 * threads ? std::min(OH, (3 * threads + g.batch - 1) / g.batch) : 1;
+  const int64_t chunks = parallel && g.batch < 3 * threads ? std::min(YH, (3 * threads + g.batch - 1) / g.batch) : 1;
 
   auto task = [&](int64_t t) {
     const int64_t n = t / chunks, c = t % chunks;
-    const int64_t oh0 = OH * c / chunks, oh1 = OH * (c + 1) / chunks;
-    if (oh0 == oh1) return;
+    const int64_t y0 = YH * c / chunks, y1 = YH * (c + 1) / chunks;
+    if (y0 == y1) return;
+    const int64_t oh0 = y0 * rows_per_out, oh1 = y1 * rows_per_out;  // conv rows
     IndirectA a;
     a.row_len = OW;
     a.row_step = g.stride_h * prow;
@@ -226,8 +230,10 @@ void conv_indirect(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_
       a.base = x + (n * H + r0) * W * C;
     }
     int8_detail::OutputStage s = stage;
-    s.c = y + ((n * OH + oh0) * OW) * N;
-    if (pixel_lanes) {
+    s.c = y + ((n * YH + y0) * YW) * N;
+    if (pool2) {
+      int8_detail::conv_rows_pixel_lanes_maxpool2(a, y1 - y0, w, s);
+    } else if (pixel_lanes) {
       int8_detail::conv_rows_pixel_lanes(a, oh1 - oh0, w, s);
     } else if (int8_detail::conv_3x16_applies(w, a, g.kernel_w, C)) {
       int8_detail::conv_rows_3x16_vnni(a, oh1 - oh0, w, s);
@@ -243,11 +249,8 @@ void conv_indirect(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_
   }
 }
 
-template <typename OutT>
-void conv_any(const char* op, const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point,
-              const PackedInt8Weights& w, const Int8Output& out, OutT* y) {
+void check_conv(const char* op, const Int8ConvGeometry& g, int32_t in_zero_point, const PackedInt8Weights& w) {
   int8_checks::geometry(op, g);
-  if constexpr (std::is_same_v<OutT, uint8_t>) int8_checks::u8_output(op, out);
   QSLIM_CHECK(in_zero_point >= 0 && in_zero_point <= 255, op, ": input zero point ", in_zero_point,
               " is outside the uint8 range [0, 255]");
   const int64_t run = w.conv_run_bytes, packed_run = int8_detail::round_up(run, 4);
@@ -262,23 +265,37 @@ void conv_any(const char* op, const uint8_t* x, const Int8ConvGeometry& g, int32
               g.dilation_w);
   QSLIM_CHECK(w.a_zero_point == in_zero_point, op, ": weights were packed for input zero point ", w.a_zero_point,
               " but the input's is ", in_zero_point);
+  QSLIM_CHECK(g.kernel_h <= kMaxKernelH, op, ": kernel height ", g.kernel_h, " is larger than the supported ",
+              kMaxKernelH);
+}
+
+// The GEMM reads runs in groups of 4 bytes (padded or multiples of 4; one run may end in a partial
+// group); the pixel-lane kernel (few output channels: 16 output pixels per vector instead of 16
+// mostly idle channels) takes groups that straddle two runs of >= 3 bytes. Weights packed for
+// another geometry with the same K may fit neither: they take the patch path.
+bool gemm_runs(const Int8ConvGeometry& g, const PackedInt8Weights& w) {
+  return w.conv_run_bytes > 0 || (g.kernel_w * g.in_c) % 4 == 0 || g.kernel_h == 1;
+}
+
+// Whether a uint8-output conv runs on the pixel-lane kernel.
+bool pixel_lanes_path(const Int8ConvGeometry& g, const PackedInt8Weights& w) {
+  return pixel_lanes_shape(w.isa, g) && (gemm_runs(g, w) || g.kernel_w * g.in_c >= 3);
+}
+
+template <typename OutT>
+void conv_any(const char* op, const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point,
+              const PackedInt8Weights& w, const Int8Output& out, OutT* y) {
+  check_conv(op, g, in_zero_point, w);
+  if constexpr (std::is_same_v<OutT, uint8_t>) int8_checks::u8_output(op, out);
   const int64_t OH = g.out_h(), OW = g.out_w(), K = g.gemm_k(), N = g.out_c;
   const int64_t M = g.batch * OH * OW;
   if (M == 0) return;
-  QSLIM_CHECK(g.kernel_h <= kMaxKernelH, op, ": kernel height ", g.kernel_h, " is larger than the supported ",
-              kMaxKernelH);
   if (is_pointwise(g)) {
     gemm_out(M, x, K, w, out, y, N);
     return;
   }
-  // The GEMM reads runs in groups of 4 bytes (padded or multiples of 4; one run may end in a
-  // partial group); the pixel-lane kernel (few output channels: 16 output pixels per vector
-  // instead of 16 mostly idle channels) takes groups that straddle two runs of >= 3 bytes. Weights
-  // packed for another geometry with the same K may fit neither: they take the patch path.
-  const int64_t kw_c = g.kernel_w * g.in_c;
-  const bool gemm_runs = run > 0 || kw_c % 4 == 0 || g.kernel_h == 1;
-  const bool pixel_lanes = std::is_same_v<OutT, uint8_t> && pixel_lanes_shape(w.isa, g) && (gemm_runs || kw_c >= 3);
-  if (uses_indirect_path(w.isa, g) && (gemm_runs || pixel_lanes)) {
+  const bool pixel_lanes = std::is_same_v<OutT, uint8_t> && pixel_lanes_path(g, w);
+  if (uses_indirect_path(w.isa, g) && (gemm_runs(g, w) || pixel_lanes)) {
     conv_indirect(x, g, in_zero_point, w, out, y, pixel_lanes);
     return;
   }
@@ -338,6 +355,29 @@ void int8_conv2d_u8(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero
 void int8_conv2d_f32(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point, const PackedInt8Weights& w,
                      const Int8Output& out, float* y) {
   conv_any("int8_conv2d_f32", x, g, in_zero_point, w, out, y);
+}
+
+bool int8_conv2d_maxpool2_fused(const Int8ConvGeometry& g, const PackedInt8Weights& w) {
+  if (!uses_indirect_path(w.isa, g) || !pixel_lanes_path(g, w) || static_cast<int64_t>(w.multiplier.size()) != w.n)
+    return false;
+  return std::all_of(w.multiplier.begin(), w.multiplier.end(), [](float m) { return m > 0.0f; });
+}
+
+void int8_conv2d_maxpool2_u8(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point,
+                             const PackedInt8Weights& w, const Int8Output& out, uint8_t* y) {
+  const char* op = "int8_conv2d_maxpool2_u8";
+  check_conv(op, g, in_zero_point, w);
+  int8_checks::u8_output(op, out);
+  const int64_t OH = g.out_h(), OW = g.out_w();
+  QSLIM_CHECK(OH >= 2 && OW >= 2, op, ": the conv's output ", OH, "x", OW, " is smaller than the 2x2 pool");
+  if (g.batch == 0) return;
+  if (int8_conv2d_maxpool2_fused(g, w)) {
+    conv_indirect(x, g, in_zero_point, w, out, y, /*pixel_lanes=*/true, /*pool2=*/true);
+    return;
+  }
+  std::vector<uint8_t> full(static_cast<size_t>(g.batch * OH * OW * g.out_c));
+  conv_any(op, x, g, in_zero_point, w, out, full.data());
+  int8_maxpool_u8(full.data(), g.batch, OH, OW, g.out_c, 2, 2, 2, 2, 0, 0, y);
 }
 
 }  // namespace qslim::cpu

@@ -36,6 +36,15 @@ void int8_conv2d_u8(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero
 void int8_conv2d_f32(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point, const PackedInt8Weights& w,
                      const Int8Output& out, float* y);
 
+// int8_conv2d_u8 followed by a 2x2 stride-2 max pool without padding (int8_maxpool_u8): y NHWC
+// [batch, out_h / 2, out_w / 2, out_c] (floor), bit-identical to the two calls. When
+// int8_conv2d_maxpool2_fused holds (the pixel-lane path, every multiplier positive) the pool takes
+// the max of the int32 accumulators, exact as the requantization is then monotone, and the conv's
+// full map is never stored; otherwise the map is computed into a temporary and pooled.
+bool int8_conv2d_maxpool2_fused(const Int8ConvGeometry& g, const PackedInt8Weights& w);
+void int8_conv2d_maxpool2_u8(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point,
+                             const PackedInt8Weights& w, const Int8Output& out, uint8_t* y);
+
 // Depthwise conv (groups == in_c == out_c), direct. Weights OIHW int8 [c, 1, kh, kw]; bias_q and
 // multiplier per channel (multiplier_count c or 1). The input zero point is handled exactly
 // (padding contributes nothing, as in the float conv).

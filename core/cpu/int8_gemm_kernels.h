@@ -104,5 +104,10 @@ void conv_rows_3x16_vnni(const IndirectA& a, int64_t rows, const PackedInt8Weigh
 // 256 + w.k bytes past the last row's last run. Writes output rows [0, rows) of row_len pixels.
 bool pixel_lanes_supported();
 void conv_rows_pixel_lanes(const IndirectA& a, int64_t rows, const PackedInt8Weights& w, const OutputStage& out);
+// The same conv followed by a 2x2 stride-2 max pool (floor): pooled rows [0, rows) of row_len / 2
+// pixels from conv rows [0, 2 rows), only the pooled map stored. Needs every multiplier > 0 (the
+// requantization is then monotone, so pooling the accumulators is exact).
+void conv_rows_pixel_lanes_maxpool2(const IndirectA& a, int64_t rows, const PackedInt8Weights& w,
+                                    const OutputStage& out);
 
 }  // namespace qslim::cpu::int8_detail

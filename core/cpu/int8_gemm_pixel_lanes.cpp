@@ -4,6 +4,8 @@
 // output row: their 4-byte K groups overlap in the input row (pixel stride <= 4 bytes), so one
 // 64-byte load and one byte permute give all 16, and each output channel's 4 weights are a
 // broadcast. The output stage is the GEMM's, followed by a byte transpose to NHWC (uint8 only).
+// A 2x2 stride-2 max pool can be fused: it takes the max of the int32 accumulators of two rows and
+// of neighbouring lanes, and only the pooled map is requantized and stored.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -35,12 +37,11 @@ struct LaneGroup {
   __m512i index;
 };
 
-// 32 pixels (two blocks of 16 lanes) x NO output channels of one output row, from ow0 on.
+// Accumulators of 32 pixels (two blocks of 16 lanes) x NO output channels of one output row, from
+// ow0 on, starting from the packed bias (acc + bias wraps exactly as the GEMM's sum).
 template <int NO>
-QSLIM_VBMI void block32(const LaneGroup* groups, int64_t ngroups, int64_t px, const uint8_t* row, int64_t ow0,
-                        int64_t ow_count, const int8_t* w, const OutputStage& o, uint8_t* y,
-                        const __m512i (&tidx)[2]) {
-  __m512i acc[2][NO];  // start from the packed bias: acc + bias wraps exactly as the GEMM's sum
+QSLIM_VBMI inline void accumulate32(const LaneGroup* groups, int64_t ngroups, int64_t px, const uint8_t* row,
+                                    int64_t ow0, const int8_t* w, const OutputStage& o, __m512i (&acc)[2][NO]) {
 #pragma GCC unroll 8
   for (int c = 0; c < NO; ++c) acc[0][c] = acc[1][c] = _mm512_set1_epi32(o.bias[c]);
   const uint8_t* src = row + ow0 * px;
@@ -63,34 +64,49 @@ QSLIM_VBMI void block32(const LaneGroup* groups, int64_t ngroups, int64_t px, co
       acc[1][c] = _mm512_dpbusd_epi32(acc[1][c], x1, wv);
     }
   }
-  const __m512 lo = _mm512_set1_ps(o.qlo), hi = _mm512_set1_ps(o.qhi);
-  const __m512i zp = _mm512_set1_epi32(o.zero_point);
-  for (int b = 0; b < 2; ++b) {
-    const int64_t valid = std::min<int64_t>(16, ow_count - 16 * b);
-    if (valid <= 0) break;
-    __m512i q[8];
-#pragma GCC unroll 8
-    for (int c = 0; c < NO; ++c) {
-      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[b][c]), _mm512_set1_ps(o.multiplier[c]));
-      v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-      q[c] = _mm512_add_epi32(_mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
-    }
-#pragma GCC unroll 8
-    for (int c = NO; c < 8; ++c) q[c] = _mm512_setzero_si512();
-    // q is within [qmin, qmax] (uint8), so the saturating packs are exact. Byte 16 (p / 4) + 4 c + p % 4
-    // of lo4 is channel c < 4 of pixel p (the packs work per 128-bit lane); hi4 holds channels 4..7.
-    const __m512i lo4 = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
-    const __m512i hi4 = _mm512_packus_epi16(_mm512_packs_epi32(q[4], q[5]), _mm512_packs_epi32(q[6], q[7]));
-    const int64_t bytes = valid * NO;
-    uint8_t* d = y + (ow0 + 16 * b) * o.ldc;
-    const __m512i first = _mm512_permutex2var_epi8(lo4, tidx[0], hi4);
-    auto mask = [](int64_t n) { return n >= 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1; };
-    _mm512_mask_storeu_epi8(d, mask(bytes), first);
-    if (bytes > 64) _mm512_mask_storeu_epi8(d + 64, mask(bytes - 64), _mm512_permutex2var_epi8(lo4, tidx[1], hi4));
-  }
 }
 
+// Requantizes 16 pixel lanes x NO channels and stores the first `valid` pixels at d (NHWC, ldc == NO).
 template <int NO>
+QSLIM_VBMI inline void store16(const __m512i (&acc)[NO], int64_t valid, const OutputStage& o, uint8_t* d,
+                               const __m512i (&tidx)[2]) {
+  const __m512 lo = _mm512_set1_ps(o.qlo), hi = _mm512_set1_ps(o.qhi);
+  const __m512i zp = _mm512_set1_epi32(o.zero_point);
+  __m512i q[8];
+#pragma GCC unroll 8
+  for (int c = 0; c < NO; ++c) {
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[c]), _mm512_set1_ps(o.multiplier[c]));
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    q[c] = _mm512_add_epi32(_mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
+  }
+#pragma GCC unroll 8
+  for (int c = NO; c < 8; ++c) q[c] = _mm512_setzero_si512();
+  // q is within [qmin, qmax] (uint8), so the saturating packs are exact. Byte 16 (p / 4) + 4 c + p % 4
+  // of lo4 is channel c < 4 of pixel p (the packs work per 128-bit lane); hi4 holds channels 4..7.
+  const __m512i lo4 = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+  const __m512i hi4 = _mm512_packus_epi16(_mm512_packs_epi32(q[4], q[5]), _mm512_packs_epi32(q[6], q[7]));
+  const int64_t bytes = valid * NO;
+  const __m512i first = _mm512_permutex2var_epi8(lo4, tidx[0], hi4);
+  auto mask = [](int64_t n) { return n >= 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1; };
+  _mm512_mask_storeu_epi8(d, mask(bytes), first);
+  if (bytes > 64) _mm512_mask_storeu_epi8(d + 64, mask(bytes - 64), _mm512_permutex2var_epi8(lo4, tidx[1], hi4));
+}
+
+// The 2x1 max of 32 pixel lanes: lane j of the result is max(pixel 2j, pixel 2j + 1).
+template <int NO>
+QSLIM_VBMI inline void pair_max(const __m512i (&acc)[2][NO], __m512i (&out)[NO]) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+#pragma GCC unroll 8
+  for (int c = 0; c < NO; ++c)
+    out[c] = _mm512_max_epi32(_mm512_permutex2var_epi32(acc[0][c], even, acc[1][c]),
+                              _mm512_permutex2var_epi32(acc[0][c], odd, acc[1][c]));
+}
+
+// Output rows [0, rows) of the conv, or with Pool2 of its 2x2 stride-2 max pool (conv rows
+// [0, 2 rows), pooled width row_len / 2). Pooling the accumulators is exact as the requantization
+// is monotone (every multiplier positive: conv_rows_pixel_lanes_maxpool2's precondition).
+template <int NO, bool Pool2>
 QSLIM_VBMI void rows_impl(const IndirectA& a, int64_t rows, const PackedInt8Weights& w, const OutputStage& o) {
   const int64_t OW = a.row_len, px = a.col_step, run = w.k / a.segments;
   const int64_t ngroups = (w.k + 3) / 4;
@@ -125,17 +141,42 @@ QSLIM_VBMI void rows_impl(const IndirectA& a, int64_t rows, const PackedInt8Weig
   const __m512i tidx[2] = {_mm512_load_si512(t_bytes), _mm512_load_si512(t_bytes + 64)};
   const int8_t* wp = packed_base(w);
   uint8_t* y = static_cast<uint8_t*>(o.c);
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* row = a.base + r * a.row_step;
-    uint8_t* yr = y + r * OW * o.ldc;
-    for (int64_t ow0 = 0; ow0 < OW; ow0 += 32)
-      block32<NO>(groups.data(), ngroups, px, row, ow0, OW - ow0, wp, o, yr, tidx);
+  __m512i acc[2][NO];
+  if constexpr (!Pool2) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* row = a.base + r * a.row_step;
+      uint8_t* yr = y + r * OW * o.ldc;
+      for (int64_t ow0 = 0; ow0 < OW; ow0 += 32) {
+        accumulate32<NO>(groups.data(), ngroups, px, row, ow0, wp, o, acc);
+        store16<NO>(acc[0], std::min<int64_t>(16, OW - ow0), o, yr + ow0 * o.ldc, tidx);
+        if (OW - ow0 > 16) store16<NO>(acc[1], std::min<int64_t>(16, OW - ow0 - 16), o, yr + (ow0 + 16) * o.ldc, tidx);
+      }
+    }
+  } else {
+    const int64_t PW = OW / 2;
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* top = a.base + 2 * r * a.row_step;
+      uint8_t* yr = y + r * PW * o.ldc;
+      for (int64_t ow0 = 0; ow0 < 2 * PW; ow0 += 32) {
+        __m512i pooled[NO], lower[NO];
+        accumulate32<NO>(groups.data(), ngroups, px, top, ow0, wp, o, acc);
+        pair_max<NO>(acc, pooled);
+        accumulate32<NO>(groups.data(), ngroups, px, top + a.row_step, ow0, wp, o, acc);
+        pair_max<NO>(acc, lower);
+#pragma GCC unroll 8
+        for (int c = 0; c < NO; ++c) pooled[c] = _mm512_max_epi32(pooled[c], lower[c]);
+        store16<NO>(pooled, std::min<int64_t>(16, PW - ow0 / 2), o, yr + ow0 / 2 * o.ldc, tidx);
+      }
+    }
   }
 }
 
 using RowsFn = void (*)(const IndirectA&, int64_t, const PackedInt8Weights&, const OutputStage&);
-constexpr RowsFn kRows[8] = {&rows_impl<1>, &rows_impl<2>, &rows_impl<3>, &rows_impl<4>,
-                             &rows_impl<5>, &rows_impl<6>, &rows_impl<7>, &rows_impl<8>};
+constexpr RowsFn kRows[2][8] = {
+    {&rows_impl<1, false>, &rows_impl<2, false>, &rows_impl<3, false>, &rows_impl<4, false>, &rows_impl<5, false>,
+     &rows_impl<6, false>, &rows_impl<7, false>, &rows_impl<8, false>},
+    {&rows_impl<1, true>, &rows_impl<2, true>, &rows_impl<3, true>, &rows_impl<4, true>, &rows_impl<5, true>,
+     &rows_impl<6, true>, &rows_impl<7, true>, &rows_impl<8, true>}};
 
 }  // namespace
 
@@ -147,7 +188,12 @@ bool pixel_lanes_supported() {
 }
 
 void conv_rows_pixel_lanes(const IndirectA& a, int64_t rows, const PackedInt8Weights& w, const OutputStage& out) {
-  kRows[w.n - 1](a, rows, w, out);
+  kRows[0][w.n - 1](a, rows, w, out);
+}
+
+void conv_rows_pixel_lanes_maxpool2(const IndirectA& a, int64_t rows, const PackedInt8Weights& w,
+                                    const OutputStage& out) {
+  kRows[1][w.n - 1](a, rows, w, out);
 }
 
 }  // namespace qslim::cpu::int8_detail
