@@ -473,14 +473,20 @@ Tensor Int8Engine::run(const Tensor& x) {
     if (options_.reuse_buffers) ctxs_[0].input = Tensor();
     return y;
   }
-  const int64_t tiles = (batch + tile_ - 1) / tile_;
-  const int64_t workers = has_float_steps_ ? 1 : std::min<int64_t>(cpu::pool_threads(), tiles);
-  ensure_capacity(tile_, static_cast<size_t>(workers));
+  // As many tiles as tile_ allows, rounded up to a multiple of the workers, of equal size: 256
+  // images with tiles of up to 188 on 2 threads run as 2 x 128, not as 188 + 68.
+  const int64_t threads = has_float_steps_ ? 1 : cpu::pool_threads();
+  int64_t tiles = (batch + tile_ - 1) / tile_;
+  if (threads > 1) tiles = std::min(batch, (tiles + threads - 1) / threads * threads);
+  const int64_t tile = (batch + tiles - 1) / tiles;
+  tiles = (batch + tile - 1) / tile;
+  const int64_t workers = std::min(threads, tiles);
+  ensure_capacity(tile, static_cast<size_t>(workers));
   std::atomic<int64_t> next{0};
   cpu::run_tasks(workers, [&](int64_t w) {
     NoGradGuard task_no_grad;
     for (int64_t t = next++; t < tiles; t = next++) {
-      const int64_t row0 = t * tile_, rows = std::min(tile_, batch - row0);
+      const int64_t row0 = t * tile, rows = std::min(tile, batch - row0);
       run_steps(ctxs_[w], xc.narrow(0, row0, rows), y, row0);
     }
     ctxs_[w].input = Tensor();

@@ -14,7 +14,8 @@
 //
 // Buffers are planned by liveness and allocated for the largest batch seen; a steady-state run
 // allocates only the returned logits. Large batches run in tiles of a few images whose buffers stay
-// in the per-core cache, one tile per thread (single-threaded kernels); a batch of one tile or less
+// in the per-core cache, one tile per thread (single-threaded kernels; equal tiles, their count a
+// multiple of the threads, so no thread waits on a longer one); a batch of one tile or less
 // (batch-1 latency) runs in one piece and the kernels thread inside each step when the work is
 // large. Results do not depend on the tiling or the thread count.
 //
@@ -70,7 +71,7 @@ class Int8Engine {
   int count_steps(const std::string& prefix) const;
   // Bytes held by the buffers for the largest batch run so far.
   size_t buffer_bytes() const;
-  // Images per tile (see Int8EngineOptions::tile_bytes).
+  // The most images per tile (see Int8EngineOptions::tile_bytes).
   int64_t tile() const { return tile_; }
   // Runs x `reps` times in one piece (no tiling) and returns, per step, its describe() line and
   // median seconds.
