@@ -32,6 +32,14 @@ inline void check_inplace_target(const Tensor& a, const char* op) {
                 shape_str(a.shape()), " with strides ", shape_str(a.strides()));
 }
 
+// An in-place op that records history on a view would leave its base's history unchanged, so
+// gradients flowing through the base (or reaching the op's other inputs) would be silently wrong.
+inline void check_view_history(const Tensor& a, bool records, const char* op) {
+  QSLIM_CHECK(!records || !a.impl().view, op, ": cannot record an in-place op on a view of shape ", shape_str(a.shape()),
+              " (its base tensor's autograd history would not see the change); use the out-of-place op, or "
+              "NoGradGuard if no gradient is wanted");
+}
+
 // record() for single-output ops whose backward is fn(grad) -> one gradient per input.
 template <typename F>
 void record_guarded(const Tensor& out, const std::vector<Tensor>& inputs, const char* name, F fn) {

@@ -53,6 +53,7 @@ Tensor& relu_(Tensor& x) {
   arith_detail::check_inplace_target(x, "relu_");
   arith_detail::check_float(x, "relu_");
   const bool grad = needs_grad({&x});
+  arith_detail::check_view_history(x, grad, "relu_");
   cpu::activation_forward_inplace(x, Activation::Relu);
   if (grad) {
     // Relu's backward reads the output, which is exactly what x now holds.

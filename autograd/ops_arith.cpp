@@ -16,6 +16,7 @@ namespace qslim {
 
 using arith_detail::check_float;
 using arith_detail::check_inplace_target;
+using arith_detail::check_view_history;
 using arith_detail::check_same_dtype;
 using arith_detail::record_guarded;
 
@@ -286,6 +287,7 @@ Tensor& add_(Tensor& a, const Tensor& b) {
   check_inplace_target(a, "add_");
   check_same_dtype(a, b, "add_");
   const bool grad = needs_grad({&a, &b});
+  check_view_history(a, grad, "add_");
   binary_inplace_all(a, b, "add_", [](auto x, auto y) { return x + y; });
   if (grad) {
     const bool ra = a.requires_grad(), rb = b.requires_grad();
@@ -301,6 +303,7 @@ Tensor& sub_(Tensor& a, const Tensor& b) {
   check_inplace_target(a, "sub_");
   check_same_dtype(a, b, "sub_");
   const bool grad = needs_grad({&a, &b});
+  check_view_history(a, grad, "sub_");
   binary_inplace_all(a, b, "sub_", [](auto x, auto y) { return x - y; });
   if (grad) {
     const bool ra = a.requires_grad(), rb = b.requires_grad();
@@ -316,6 +319,7 @@ Tensor& mul_(Tensor& a, const Tensor& b) {
   check_inplace_target(a, "mul_");
   check_same_dtype(a, b, "mul_");
   const bool grad = needs_grad({&a, &b});
+  check_view_history(a, grad, "mul_");
   const bool ra = a.requires_grad(), rb = b.requires_grad();
   // b's gradient needs a's value from before the write.
   SavedTensor a_old = grad && rb ? SavedTensor(a.detach().clone()) : SavedTensor();
@@ -336,6 +340,7 @@ Tensor& div_(Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "div_");
   check_float(a, "div_");
   const bool grad = needs_grad({&a, &b});
+  check_view_history(a, grad, "div_");
   SavedTensor svb = grad ? SavedTensor(b) : SavedTensor();
   binary_inplace_all(a, b, "div_", [](auto x, auto y) { return x / y; });
   if (grad) {
@@ -362,6 +367,7 @@ Tensor& mul_(Tensor& a, double s) {
   check_inplace_target(a, "mul_");
   check_scalar_fits(a, s, "mul_");
   const bool grad = needs_grad({&a});
+  check_view_history(a, grad, "mul_");
   kernels::scale_inplace(a, s);
   if (grad)
     record_guarded(a, {a}, "mul_scalar_", [s](const Tensor& g) -> Grads { return {kernels::mul_scalar(g, s)}; });
@@ -372,6 +378,7 @@ Tensor& add_(Tensor& a, double s) {
   check_inplace_target(a, "add_");
   check_scalar_fits(a, s, "add_");
   const bool grad = needs_grad({&a});
+  check_view_history(a, grad, "add_");
   QSLIM_DISPATCH_ALL(a.dtype(), "add_", [&] {
     using T = scalar_t;
     Tensor sc = scalar_tensor(s, a.dtype());

@@ -64,6 +64,7 @@ bool view_strides(const Shape& shape, const Shape& strides, const Shape& target,
 Tensor tracked_view(const Tensor& self, const Shape& shape, const Shape& strides, int64_t offset, const char* name,
                     BackwardFn fn) {
   Tensor out = make_view(self, shape, strides, offset);
+  out.impl().view = true;
   if (needs_grad({&self})) record(out, {self}, name, std::move(fn));
   return out;
 }

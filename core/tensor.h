@@ -36,6 +36,7 @@ struct TensorImpl {
   DType dtype = DType::F32;
   Device device = Device::CPU;
   std::unique_ptr<AutogradMeta> autograd;
+  bool view = false;  // made by a differentiable view op (autograd/view_ops.cpp), not by detach()
 
   AutogradMeta& meta() {
     if (!autograd) autograd = std::make_unique<AutogradMeta>();

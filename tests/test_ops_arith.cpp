@@ -368,6 +368,32 @@ TEST(OpsArith, InplaceOnLeafRequiringGradThrows) {
   EXPECT_TRUE(w.is_leaf());
 }
 
+// Recording an in-place op on a view would leave the base's history without it: sum(base) would
+// then give b no gradient at all. Refused with the op and the view's shape, before any write;
+// without history (no input requires grad, or NoGradGuard) views are written as before.
+TEST(OpsArith, InplaceWithHistoryOnAViewIsRefused) {
+  Tensor x = leaf(randn64({2, 3}, 43));
+  Tensor base = mul(x, 2.0);
+  Tensor row = base.narrow(0, 1, 1);
+  const Tensor b = leaf(ones({1, 3}, DType::F64));
+  const std::vector<double> before = base.to_vector<double>();
+  expect_mentions(error_of([&] { add_(row, b); }), {"add_", "view", "[1, 3]", "out-of-place"});
+  expect_mentions(error_of([&] { mul_(row, 3.0); }), {"mul_", "view"});
+  Tensor plain_row = zeros({2, 3}, DType::F64).narrow(0, 0, 1);
+  expect_mentions(error_of([&] { sub_(plain_row, b); }), {"sub_", "view"});  // b would lose its gradient
+  EXPECT_EQ(base.to_vector<double>(), before);
+  {
+    NoGradGuard ng;
+    add_(row, b);
+  }
+  EXPECT_EQ(base.to_vector<double>()[3], before[3] + 1);
+  // The out-of-place form gives both gradients.
+  Tensor y = add(base.narrow(0, 1, 1), b);
+  sum(y).backward();
+  EXPECT_EQ(b.grad().to_vector<double>(), (std::vector<double>{1, 1, 1}));
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{0, 0, 0, 2, 2, 2}));
+}
+
 TEST(OpsArith, ModifyingSavedTensorThenBackwardThrows) {
   Tensor x = leaf(randn64({3}, 41));
   // exp saves its output.
