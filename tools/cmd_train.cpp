@@ -34,7 +34,7 @@ struct KeyFlag {
 struct TrainArgs {
   std::deque<KeyFlag> flags;  // deque: CLI11 keeps pointers to the values
   std::string recipe, resume, from, out_dir, data_dir;
-  bool fp32_from_checkpoint = false;
+  CheckpointJobOptions from_job;  // --fp32-from-checkpoint (the rest is filled from the train flags)
   int threads = 0;
   int workers = 1;
   int64_t limit = -1;
@@ -83,7 +83,7 @@ void run_train(TrainArgs& a) {
       base.std = train::parse_float_list(from_meta.at("std"), a.from + ": metadata 'std'");
     }
   }
-  QSLIM_CHECK(!a.fp32_from_checkpoint || !a.from.empty(), "--fp32-from-checkpoint needs --from");
+  QSLIM_CHECK(!a.from_job.fp32_from_checkpoint || !a.from.empty(), "--fp32-from-checkpoint needs --from");
   QSLIM_CHECK(a.stop_after == 0 || !a.out_dir.empty(),
               "--stop-after needs --out: the state to resume from is saved there");
   train::ResolvedConfig rc = train::resolve_config(base, a.recipe, overrides);
@@ -122,9 +122,8 @@ void run_train(TrainArgs& a) {
     } catch (const Error& e) {
       QSLIM_FAIL("train --from ", a.from, ": does not fit model '", c.model, "': ", e.what());
     }
-    CheckpointJobOptions o;
+    CheckpointJobOptions o = a.from_job;
     o.limit = a.limit;
-    o.fp32_from_checkpoint = a.fp32_from_checkpoint;
     if (c.model != meta_or(from_meta, "model", c.model)) o.model = c.model;
     if (c.dataset != meta_or(from_meta, "dataset", c.dataset)) o.dataset = c.dataset;
     const CheckpointData d{ds, data, c.mean, c.std};
@@ -226,8 +225,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--from", a->from,
                   "Fine-tune: start from the weights of this model.safetensors (its model, dataset and "
                   "normalisation unless given)");
-  cmd->add_flag("--fp32-from-checkpoint", a->fp32_from_checkpoint,
-                "With --from: quote the starting model's test figures recorded in it instead of evaluating it");
+  add_fp32_reference_option(cmd, a->from_job);  // with --from: the starting model's figures
   cmd->add_option("--resume", a->resume,
                   "Continue from DIR/train_state.safetensors (or that FILE) after its last epoch, bit for bit");
   key_option("--model", "model", "Model spec, e.g. lenet or resnet20:width=16");
