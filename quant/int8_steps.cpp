@@ -246,6 +246,26 @@ bool int8_bias_fits(const ConvertedWeightLayer& layer, const PlanNode& p, float 
 
 namespace {
 
+// The layer's conv on input `in` (batch left at 1; set per run).
+cpu::Int8ConvGeometry conv_geometry(const ConvertedConv2D& layer, const EValue& in) {
+  const Tensor w = layer.buffer("weight");
+  const Conv2dParams& cp = layer.conv_params();
+  cpu::Int8ConvGeometry g;
+  g.in_h = in.h;
+  g.in_w = in.w;
+  g.in_c = in.c;
+  g.out_c = w.size(0);
+  g.kernel_h = w.size(2);
+  g.kernel_w = w.size(3);
+  g.stride_h = cp.stride[0];
+  g.stride_w = cp.stride[1];
+  g.pad_h = cp.padding[0];
+  g.pad_w = cp.padding[1];
+  g.dilation_h = cp.dilation[0];
+  g.dilation_w = cp.dilation[1];
+  return g;
+}
+
 class ConvStep : public Step {
  public:
   // pool2: out is the conv's 2x2 stride-2 max pool (uint8, groups == 1), computed by the fused kernel.
@@ -253,20 +273,8 @@ class ConvStep : public Step {
       : name_(layer.type_name()), in_(in), out_(out), pool2_(pool2) {
     reads = {in.buffer};
     writes = {out.buffer};
-    const Tensor w = layer.buffer("weight");
     const Conv2dParams& cp = layer.conv_params();
-    g_.in_h = in.h;
-    g_.in_w = in.w;
-    g_.in_c = in.c;
-    g_.out_c = w.size(0);
-    g_.kernel_h = w.size(2);
-    g_.kernel_w = w.size(3);
-    g_.stride_h = cp.stride[0];
-    g_.stride_w = cp.stride[1];
-    g_.pad_h = cp.padding[0];
-    g_.pad_w = cp.padding[1];
-    g_.dilation_h = cp.dilation[0];
-    g_.dilation_w = cp.dilation[1];
+    g_ = conv_geometry(layer, in);
     const int64_t f = pool2 ? 2 : 1;
     QSLIM_CHECK(g_.out_h() / f == out.h && g_.out_w() / f == out.w && g_.out_c == out.c,
                 "Int8Engine: conv geometry gives [", g_.out_c, ", ", g_.out_h(), ", ", g_.out_w(), "]",
@@ -683,6 +691,9 @@ StepPtr conv_step(const ConvertedConv2D& layer, const PlanNode& p, const EValue&
   return std::make_unique<ConvStep>(layer, p, in, out);
 }
 StepPtr conv_maxpool2_step(const ConvertedConv2D& layer, const PlanNode& p, const EValue& in, const EValue& pooled) {
+  // The geometry rules most convs out before their weights are packed; the multipliers' signs are
+  // known only once the epilogue is built.
+  if (!cpu::int8_conv2d_maxpool2_shape_fuses(conv_geometry(layer, in))) return nullptr;
   auto step = std::make_unique<ConvStep>(layer, p, in, pooled, true);
   if (!step->pool_fused()) return nullptr;
   return step;

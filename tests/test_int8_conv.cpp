@@ -529,6 +529,7 @@ TEST(Int8Conv, FusedMaxPoolEqualsConvThenPool) {
             pack_int8_conv_weights(l.w.data(), g, l.bias.data(), cs.zin, l.mult.data(), g.out_c, isa);
         const bool fused = int8_conv2d_maxpool2_fused(g, pw);
         EXPECT_EQ(fused, isa == Int8Isa::Avx512Vnni && vbmi && !negative) << describe(cs) << " " << int8_isa_name(isa);
+        EXPECT_EQ(int8_conv2d_maxpool2_shape_fuses(g, isa), isa == Int8Isa::Avx512Vnni && vbmi) << describe(cs);
         for (const Int8Output& o : u8_outputs()) {
           const auto want = reference_maxpool2(reference_u8(acc, l.mult, o), g.batch, g.out_h(), g.out_w(), g.out_c);
           for (int threads : {1, 2}) {
@@ -543,6 +544,8 @@ TEST(Int8Conv, FusedMaxPoolEqualsConvThenPool) {
     }
   }
   set_num_threads(saved);
+  // LeNet's conv2 (16 output channels) runs on the GEMM path, which does not fuse the pool.
+  EXPECT_FALSE(int8_conv2d_maxpool2_shape_fuses(geometry(Case{2, 14, 14, 6, 16, 5, 1, 0, 1, 0}, false)));
   const Case tiny{1, 3, 8, 1, 4, 3, 1, 0, 1, 0};  // 1 x 6 conv output: no 2x2 window
   const Int8ConvGeometry g = geometry(tiny, false);
   const Layer l = make_layer(g, false, rng);

@@ -363,6 +363,10 @@ bool int8_conv2d_maxpool2_fused(const Int8ConvGeometry& g, const PackedInt8Weigh
   return std::all_of(w.multiplier.begin(), w.multiplier.end(), [](float m) { return m > 0.0f; });
 }
 
+// Weights packed for g on isa have runs the pixel-lane kernel reads (pack_int8_conv_weights pads
+// only runs shorter than 3 bytes), so only the shape decides.
+bool int8_conv2d_maxpool2_shape_fuses(const Int8ConvGeometry& g, Int8Isa isa) { return pixel_lanes_shape(isa, g); }
+
 void int8_conv2d_maxpool2_u8(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point,
                              const PackedInt8Weights& w, const Int8Output& out, uint8_t* y) {
   const char* op = "int8_conv2d_maxpool2_u8";

@@ -42,6 +42,9 @@ void int8_conv2d_f32(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zer
 // the max of the int32 accumulators, exact as the requantization is then monotone, and the conv's
 // full map is never stored; otherwise the map is computed into a temporary and pooled.
 bool int8_conv2d_maxpool2_fused(const Int8ConvGeometry& g, const PackedInt8Weights& w);
+// Whether convs of geometry g, with weights packed for it on isa, take the fused kernel when their
+// multipliers are all positive (the pixel-lane path: at most 8 output channels, pixels <= 4 bytes apart).
+bool int8_conv2d_maxpool2_shape_fuses(const Int8ConvGeometry& g, Int8Isa isa = best_int8_isa());
 void int8_conv2d_maxpool2_u8(const uint8_t* x, const Int8ConvGeometry& g, int32_t in_zero_point,
                              const PackedInt8Weights& w, const Int8Output& out, uint8_t* y);
 
